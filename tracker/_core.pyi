@@ -1,0 +1,191 @@
+"""Typed surface of the Rust extension: URL codecs, UUIDv7, events and record batches.
+
+Every function takes and returns plain data and never calls back into Python.
+The formats are specified in README.md ("URL formats") and docs/formats.md.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Final, final
+
+__version__: Final[str]
+
+SIGNATURE_HEX_LEN: Final[int]
+"""Length of the hex part of a click signature: 64 lowercase hex digits (HMAC-SHA256)."""
+
+MAX_KEY_PREFIX_LEN: Final[int]
+"""Longest tenant key prefix: 32 characters of [a-z0-9]."""
+
+# Exceptions. The tree is drawn in tracker.errors, which re-exports them.
+class TrackerError(Exception): ...
+class CodecError(TrackerError, ValueError): ...
+class SignatureError(CodecError): ...
+class SignatureExpired(SignatureError): ...
+class DecryptionError(CodecError): ...
+class UnknownKeyId(DecryptionError): ...
+class EventError(CodecError):
+    field: str
+class BatchError(CodecError):
+    field: str
+class RecordBatchError(CodecError): ...
+
+# Signed click URLs (HMAC-SHA256, RFC 2104).
+def click_signature_message(
+    destination: str,
+    *,
+    key_prefix: str | None = None,
+    params: Sequence[tuple[str, str]] = (),
+    expires_at: int | None = None,
+) -> bytes:
+    """Return the exact bytes that a click signature covers."""
+
+def sign_click(
+    secret: bytes,
+    destination: str,
+    *,
+    key_prefix: str | None = None,
+    params: Sequence[tuple[str, str]] = (),
+    expires_at: int | None = None,
+) -> str:
+    """Return the `sig` value: `<key_prefix>_<64 hex>` or `<64 hex>` without a prefix."""
+
+def split_signature(sig: str) -> tuple[str | None, str]:
+    """Split a `sig` value into (key prefix or None, hex digest); SignatureError if malformed."""
+
+def verify_click(
+    secrets: Sequence[bytes],
+    destination: str,
+    sig: str,
+    *,
+    params: Sequence[tuple[str, str]] = (),
+    expires_at: int | None = None,
+    now: int,
+) -> int:
+    """Check `sig` in constant time against each secret; return the index of the one that matched.
+
+    `now` and `expires_at` are Unix seconds. Raises SignatureExpired when `now > expires_at`
+    (checked only after the signature itself is valid) and SignatureError otherwise.
+    """
+
+# Encrypted click URLs (AES-256-GCM, NIST SP 800-38D).
+@final
+class Decrypted:
+    destination: str
+    params: list[tuple[str, str]]
+    expires_at: int | None
+    key_prefix: str | None
+    key_id: int
+
+def encrypt_destination(
+    key: bytes,
+    key_id: int,
+    destination: str,
+    *,
+    key_prefix: str | None = None,
+    params: Sequence[tuple[str, str]] = (),
+    expires_at: int | None = None,
+    nonce: bytes | None = None,
+) -> str:
+    """Return the `d` value. `nonce` is for test vectors only; by default it is random."""
+
+def blob_header(d: str) -> tuple[str | None, int]:
+    """Return (key prefix or None, key id) of a `d` value without decrypting it."""
+
+def decrypt_destination(key: bytes, d: str, *, now: int) -> Decrypted:
+    """Authenticate and decrypt a `d` value; DecryptionError, or SignatureExpired if expired."""
+
+# UUIDv7 (RFC 9562), monotonic within the process.
+def uuid7() -> str: ...
+def uuid7_timestamp_ms(value: str) -> int:
+    """Return the Unix millisecond timestamp embedded in a UUIDv7; CodecError otherwise."""
+
+def now_ms() -> int:
+    """Return the wall clock in Unix milliseconds, the clock used to stamp events."""
+
+# Partitioning.
+def partition_for(key_prefix: str, partitions: int) -> int:
+    """Return FNV-1a 64 of the UTF-8 key prefix modulo `partitions`."""
+
+# Events.
+@final
+class EventLimits:
+    def __init__(
+        self,
+        *,
+        max_params: int = 64,
+        max_key_len: int = 128,
+        max_value_len: int = 2048,
+        max_field_len: int = 2048,
+    ) -> None: ...
+    max_params: int
+    max_key_len: int
+    max_value_len: int
+    max_field_len: int
+
+def build_event(
+    event_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    ip: str,
+    user_agent: str,
+    referer: str,
+    accept_language: str,
+    request_path: str,
+    request_host: str,
+    limits: EventLimits,
+    event_id: str | None = None,
+    timestamp: int | None = None,
+) -> tuple[str, bytes]:
+    """Validate and serialise one event; return (event_id, event JSON).
+
+    Later pairs in `params` win over earlier ones with the same key. Raises EventError naming
+    the field on an invalid event type, a param over the limits, or a bad event id.
+    """
+
+@final
+class Rejection:
+    index: int
+    field: str
+    reason: str
+
+@final
+class ParsedBatch:
+    accepted: int
+    rejected: list[Rejection]
+    event_ids: list[str]
+    records: list[tuple[int, int, bytes]]
+    """(partition, event count, encoded record batch) for each partition that got events."""
+
+@final
+class BatchParser:
+    def __init__(
+        self,
+        *,
+        limits: EventLimits,
+        max_events: int,
+        max_body_bytes: int,
+        partitions: int,
+        known_tenants: Iterable[str],
+    ) -> None: ...
+    def parse(
+        self,
+        body: bytes,
+        *,
+        ip: str,
+        user_agent: str,
+        referer: str,
+        accept_language: str,
+        request_path: str,
+        request_host: str,
+    ) -> ParsedBatch:
+        """Parse a /batch body, validate and stamp each event, encode per partition.
+
+        The body is a JSON array of events or an object {"events": [...]}. Raises BatchError
+        when the body as a whole is unusable; individual bad events become rejections.
+        """
+
+# Record batches: the unit stored on the broker.
+def encode_record_batch(events: Sequence[bytes]) -> bytes:
+    """Frame and zstd-compress event JSON documents into one record batch."""
+
+def decode_record_batch(blob: bytes) -> list[bytes]:
+    """Return the event JSON documents of a record batch; RecordBatchError if corrupt."""

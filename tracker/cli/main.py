@@ -1,0 +1,40 @@
+"""Entry point of the `tracker` command: registers every command group."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tracker.errors import TrackerError
+
+app = typer.Typer(
+    name="tracker",
+    help="Multi-tenant event tracking platform: ingestion, consumers, analytics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# Each command group lives in its own module and registers itself on `app` here.
+# (Keep this list sorted.)
+
+
+def main() -> None:
+    """Run the CLI; the product's own errors go to stderr with exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except TrackerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        raise SystemExit(130) from None
+    except typer.Exit as done:
+        raise SystemExit(done.exit_code) from None
+    except Exception as error:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            raise SystemExit(error.exit_code) from None
+        raise

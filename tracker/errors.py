@@ -1,0 +1,82 @@
+"""Exception tree of the tracker package; every module imports its errors from here.
+
+    TrackerError                    (root; defined in the Rust extension)
+    +-- CodecError(ValueError)      bytes that do not decode
+    |   +-- SignatureError          missing, malformed or wrong click signature
+    |   |   +-- SignatureExpired    valid signature past its `exp`
+    |   +-- DecryptionError         malformed blob or failed GCM tag
+    |   |   +-- UnknownKeyId        blob names a key id the tenant does not have
+    |   +-- EventError              one event is invalid (`field` names what)
+    |   +-- BatchError              a /batch body is unusable as a whole
+    |   +-- RecordBatchError        a stored record batch is corrupt
+    +-- ConfigError(ValueError)     a setting is missing or invalid (`variable`)
+    +-- RegistryError               registry lookups and changes
+    |   +-- NotFound                no such tenant, link, key or webhook
+    |   +-- Conflict                the change clashes with what is stored
+    +-- BrokerError                 the broker failed an operation
+    |   +-- BrokerUnavailable       the broker cannot be reached now (retryable)
+    |   +-- QueueFull               the producer queue is at its bound (retryable)
+"""
+
+from tracker._core import (
+    BatchError,
+    CodecError,
+    DecryptionError,
+    EventError,
+    RecordBatchError,
+    SignatureError,
+    SignatureExpired,
+    TrackerError,
+    UnknownKeyId,
+)
+
+__all__ = [
+    "BatchError",
+    "BrokerError",
+    "BrokerUnavailable",
+    "CodecError",
+    "ConfigError",
+    "Conflict",
+    "DecryptionError",
+    "EventError",
+    "NotFound",
+    "QueueFull",
+    "RecordBatchError",
+    "RegistryError",
+    "SignatureError",
+    "SignatureExpired",
+    "TrackerError",
+    "UnknownKeyId",
+]
+
+
+class ConfigError(TrackerError, ValueError):
+    """A setting is missing or invalid; `variable` names the environment variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+class RegistryError(TrackerError):
+    """A registry lookup or change failed."""
+
+
+class NotFound(RegistryError):
+    """The tenant, tracking URL, key or webhook does not exist."""
+
+
+class Conflict(RegistryError):
+    """The change clashes with stored state, such as a duplicate key prefix."""
+
+
+class BrokerError(TrackerError):
+    """The broker failed an operation."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached now; the caller may retry or spool."""
+
+
+class QueueFull(BrokerError):
+    """The producer queue is at its bound; answer 503 with Retry-After."""

@@ -1,0 +1,1 @@
+"""The registry database: tenants, secrets, keys, tracking URLs, webhooks, rules and counters."""

@@ -1,0 +1,116 @@
+"""Connections to the registry database and its schema migrations.
+
+The registry is a SQLite file by default (WAL mode, so the ingest service, the
+API and the consumers can share it) or Turso/libSQL when `TURSO_URL` is set.
+Migrations are the numbered `schema/NNN_name.sql` files beside this module,
+applied once each, in order, and recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Registry", "connect", "migrate"]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def connect(path: str | Path, *, turso_url: str | None = None, turso_token: str | None = None) -> Any:
+    """Open one connection: libSQL when `turso_url` is given, else SQLite at `path`."""
+    if turso_url:
+        import libsql_experimental  # optional dependency: pip install tracker-platform[turso]
+
+        return libsql_experimental.connect(str(path), sync_url=turso_url, auth_token=turso_token or "")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return connection
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("tracker.registry") / "schema"
+    files = sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return files
+
+
+def migrate(connection: Any) -> list[str]:
+    """Apply the migrations this database has not seen; return their names."""
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    applied = {row[0] for row in connection.execute("SELECT name FROM schema_migrations")}
+    done = []
+    for name, sql in _migration_files():
+        if name in applied:
+            continue
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # A second process may have applied it between our read and the lock.
+            if connection.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
+                connection.execute("COMMIT")
+                continue
+            for statement in _split_statements(sql):
+                connection.execute(statement)
+            connection.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, strftime('%s','now'))", (name,)
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        done.append(name)
+    return done
+
+
+def _split_statements(sql: str) -> list[str]:
+    # Migrations hold plain DDL with no semicolons inside literals or triggers.
+    return [part.strip() for part in sql.split(";") if part.strip()]
+
+
+class Registry:
+    """A thread-safe handle on the registry database: one connection per thread."""
+
+    def __init__(self, path: str | Path, *, turso_url: str | None = None, turso_token: str | None = None) -> None:
+        self.path = Path(path)
+        self._turso_url = turso_url
+        self._turso_token = turso_token
+        self._local = threading.local()
+        migrate(self.connection())
+
+    def connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect(self.path, turso_url=self._turso_url, turso_token=self._turso_token)
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Run the block in one IMMEDIATE transaction, rolled back on any exception."""
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
