@@ -16,6 +16,7 @@
     +-- BrokerError                 the broker failed an operation
     |   +-- BrokerUnavailable       the broker cannot be reached now (retryable)
     |   +-- QueueFull               the producer queue is at its bound (retryable)
+    +-- QueryError(ValueError)      a query tier cannot or will not answer (`code`, `field`)
 """
 
 from tracker._core import (
@@ -40,6 +41,7 @@ __all__ = [
     "DecryptionError",
     "EventError",
     "NotFound",
+    "QueryError",
     "QueueFull",
     "RecordBatchError",
     "RegistryError",
@@ -80,3 +82,16 @@ class BrokerUnavailable(BrokerError):
 
 class QueueFull(BrokerError):
     """The producer queue is at its bound; answer 503 with Retry-After."""
+
+
+class QueryError(TrackerError, ValueError):
+    """A query is invalid or a tier cannot answer it.
+
+    `code` is a stable snake_case reason the API maps to a status, and `field` names the
+    request field at fault (empty when the query as a whole is the problem).
+    """
+
+    def __init__(self, code: str, field: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
