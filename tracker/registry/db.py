@@ -76,8 +76,10 @@ def migrate(connection: Any) -> list[str]:
 
 
 def _split_statements(sql: str) -> list[str]:
-    # Migrations hold plain DDL with no semicolons inside literals or triggers.
-    return [part.strip() for part in sql.split(";") if part.strip()]
+    # Migrations hold plain DDL with no semicolons inside literals or triggers. Whole-line
+    # `--` comments are dropped first because their prose may contain semicolons.
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [part.strip() for part in code.split(";") if part.strip()]
 
 
 class Registry:
