@@ -1,0 +1,1 @@
+"""The ingestion service: HTTP endpoints that turn requests into events on the broker."""
