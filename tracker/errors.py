@@ -17,6 +17,10 @@
     |   +-- BrokerUnavailable       the broker cannot be reached now (retryable)
     |   +-- QueueFull               the producer queue is at its bound (retryable)
     +-- QueryError(ValueError)      a query tier cannot or will not answer (`code`, `field`)
+    +-- SinkError                   a consumer sink failed a batch
+    |   +-- RetryableSinkError      a transient failure: the runtime retries the batch
+    +-- AuthenticationError         an API key is missing, malformed, unknown or revoked (`reason`)
+    +-- PermissionDenied            the key's scope does not allow the request (`scope`)
 """
 
 from tracker._core import (
@@ -32,6 +36,7 @@ from tracker._core import (
 )
 
 __all__ = [
+    "AuthenticationError",
     "BatchError",
     "BrokerError",
     "BrokerUnavailable",
@@ -41,12 +46,15 @@ __all__ = [
     "DecryptionError",
     "EventError",
     "NotFound",
+    "PermissionDenied",
     "QueryError",
     "QueueFull",
     "RecordBatchError",
     "RegistryError",
+    "RetryableSinkError",
     "SignatureError",
     "SignatureExpired",
+    "SinkError",
     "TrackerError",
     "UnknownKeyId",
 ]
@@ -95,3 +103,31 @@ class QueryError(TrackerError, ValueError):
         super().__init__(message)
         self.code = code
         self.field = field
+
+
+class AuthenticationError(TrackerError):
+    """An API key is missing, malformed, unknown, revoked or of a disabled tenant.
+
+    `reason` is one of missing, malformed, unknown, revoked, tenant_disabled; the
+    message never contains the key's secret.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PermissionDenied(TrackerError):
+    """The API key is valid but its scope does not allow the request; `scope` is the one needed."""
+
+    def __init__(self, scope: str, message: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class SinkError(TrackerError):
+    """A consumer sink could not make a batch durable."""
+
+
+class RetryableSinkError(SinkError):
+    """A transient sink failure, such as a lost database connection; the batch is retried."""
