@@ -60,7 +60,10 @@ CACHE_MAX_ENTRIES = 1024
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """A stored API key without its secret; `key_prefix` is None for admin keys."""
+    """A stored API key without its secret.
+
+    `key_prefix` is None for admin keys; `created_at` and `revoked_at` are Unix seconds.
+    """
 
     key_id: str
     key_prefix: str | None
@@ -119,7 +122,7 @@ def create_api_key(
     key_id = secrets.token_hex(6)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
     raw_key = f"{KEY_TEXT_PREFIX}{key_id}_{secret}"
-    now = int(time.time() * 1000)
+    now = int(time.time())
 
     with registry.transaction() as connection:
         if key_prefix is not None:
@@ -182,7 +185,7 @@ def list_api_keys(
 
 def revoke_api_key(registry: Any, key_id: str, *, key_prefix: str | None = None) -> ApiKey:
     """Revoke a key; with `key_prefix`, only a key of that tenant. Revoking twice is a no-op."""
-    now = int(time.time() * 1000)
+    now = int(time.time())
     with registry.transaction() as connection:
         row = connection.execute(
             f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
