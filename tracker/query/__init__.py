@@ -1,0 +1,1 @@
+"""Analytics over the hot, warm and cold tiers, and the router that picks one per query."""
