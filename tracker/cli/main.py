@@ -17,6 +17,9 @@ app = typer.Typer(
 
 # Each command group lives in its own module and registers itself on `app` here.
 # (Keep this list sorted.)
+from tracker.cli.consume import consume  # noqa: E402
+
+app.command("consume")(consume)
 
 
 def main() -> None:
