@@ -1,0 +1,478 @@
+"""The producer: a bounded queue that batches events in the background and publishes them.
+
+Durability point: the future returned by `submit_event` or `submit_records`
+resolves only after every event it covers is durable, that is after
+`Broker.publish` returned for it (the local log has committed it, or the remote
+broker acknowledged it) or, while the remote broker is unreachable, after the
+local spool committed it. The ingest service answers 2xx only after that
+future resolved, so an accepted event survives a kill -9 of the service. Many
+requests share one commit (group commit): the background thread takes
+everything queued, publishes one transaction per partition, then resolves all
+the futures of that round.
+
+Order: events of one partition are published in submission order. While the
+spool holds messages, new events go to the spool too, so the forwarder sends
+them to the broker in order once it is back.
+
+Several processes may share one spool directory: each producer joins the
+spool's forwarding group and forwards only the spool partitions assigned to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from tracker._core import encode_record_batch
+from tracker.broker.base import TOPIC_EVENTS, Broker
+from tracker.broker.local import LocalBroker
+from tracker.broker.settings import BrokerSettings
+from tracker.errors import BrokerError, BrokerUnavailable, QueueFull
+
+__all__ = ["FORWARDER_GROUP", "Producer", "ProducerState"]
+
+logger = logging.getLogger(__name__)
+
+FORWARDER_GROUP = "spool-forwarder"
+_FORWARD_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerState:
+    """Snapshot for `/health` and `/metrics`: where events go and how many wait."""
+
+    backend: str
+    state: str
+    """`connected`, `spooling` (broker unreachable, events kept in the spool) or `disconnected`."""
+    queue_events: int
+    spool_messages: int
+    spool_events: int
+    published_events: int
+    spooled_events: int
+    failed_events: int
+
+
+class _Ticket:
+    """The future of one submit call and how many of its parts are not durable yet."""
+
+    __slots__ = ("events", "future", "remaining")
+
+    def __init__(self, parts: int, events: int) -> None:
+        self.future: Future[None] = Future()
+        self.remaining = parts
+        self.events = events
+
+
+@dataclass(slots=True)
+class _Entry:
+    partition: int
+    events: int
+    payload: bytes
+    single: bool
+    ticket: _Ticket
+
+
+class Producer:
+    """Batches submitted events per partition and publishes them from a background thread."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        settings: BrokerSettings,
+        *,
+        topic: str = TOPIC_EVENTS,
+        spool: LocalBroker | None = None,
+    ) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.topic = topic
+        self.spool = spool
+        self.member_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._queue: deque[_Entry] = deque()
+        self._queued_events = 0
+        self._signalled = False
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+
+        self._connected = False
+        self._spooling = False
+        self._spool_messages = 0
+        self._spool_events = 0
+        self._published_events = 0
+        self._spooled_events = 0
+        self._failed_events = 0
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings, *, topic: str = TOPIC_EVENTS) -> Producer:
+        """Build a producer on the configured backend, with a spool when the broker is remote."""
+        from tracker.broker import open_broker
+
+        spool = LocalBroker(settings, root=settings.spool_dir) if settings.backend == "iggy" else None
+        return cls(open_broker(settings), settings, topic=topic, spool=spool)
+
+    # Lifecycle.
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the background thread and connect; raise if the broker cannot be used at all.
+
+        A remote broker that is unreachable at start is not an error when a
+        spool is configured: the producer starts in the spooling state.
+        """
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._thread_main, name="producer", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise BrokerUnavailable(f"the producer did not start within {timeout} seconds")
+        if self._start_error is not None:
+            raise self._start_error
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted event is durable or failed; return False on timeout."""
+        with self._drained:
+            return self._drained.wait_for(lambda: self._queued_events == 0, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Stop accepting, drain the queue, then close the broker; return whether all drained."""
+        with self._lock:
+            self._closing = True
+        drained = self.flush(timeout)
+        if self._loop is not None and self._thread is not None:
+            self._signal()
+            self._thread.join(timeout)
+        return drained
+
+    def __enter__(self) -> Producer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Submitting.
+
+    def submit_event(self, partition: int, event_json: bytes) -> Future[None]:
+        """Queue one event JSON document; the future resolves once the event is durable.
+
+        Raises QueueFull when the queue holds `queue_events` events already.
+        """
+        self._check_partition(partition)
+        ticket = _Ticket(1, 1)
+        self._enqueue([_Entry(partition, 1, bytes(event_json), True, ticket)], 1)
+        return ticket.future
+
+    def submit_records(self, records: Sequence[tuple[int, int, bytes]]) -> Future[None]:
+        """Queue encoded record batches as (partition, event count, batch); resolve when durable.
+
+        Raises QueueFull when the events would not fit in the queue bound.
+        """
+        events = 0
+        for partition, count, _ in records:
+            self._check_partition(partition)
+            if count < 0:
+                raise BrokerError(f"event count must be at least 0, got {count}")
+            events += count
+        ticket = _Ticket(len(records), events)
+        if not records:
+            ticket.future.set_result(None)
+            return ticket.future
+        entries = [_Entry(p, count, bytes(batch), False, ticket) for p, count, batch in records]
+        self._enqueue(entries, events)
+        return ticket.future
+
+    async def send_event(self, partition: int, event_json: bytes) -> None:
+        """Submit one event and wait until it is durable; for async handlers."""
+        await asyncio.wrap_future(self.submit_event(partition, event_json))
+
+    async def send_records(self, records: Sequence[tuple[int, int, bytes]]) -> None:
+        """Submit record batches and wait until they are durable; for async handlers."""
+        await asyncio.wrap_future(self.submit_records(records))
+
+    def state(self) -> ProducerState:
+        """Return the backend, connection state, queue depth and spool size."""
+        if self._spooling:
+            state = "spooling"
+        elif self._connected:
+            state = "connected"
+        else:
+            state = "disconnected"
+        return ProducerState(
+            backend=self.broker.backend,
+            state=state,
+            queue_events=self._queued_events,
+            spool_messages=self._spool_messages,
+            spool_events=self._spool_events,
+            published_events=self._published_events,
+            spooled_events=self._spooled_events,
+            failed_events=self._failed_events,
+        )
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self.broker.partitions:
+            raise BrokerError(f"partition must be in 0..{self.broker.partitions - 1}, got {partition}")
+
+    def _enqueue(self, entries: list[_Entry], events: int) -> None:
+        with self._lock:
+            if self._closing or self._thread is None:
+                raise BrokerError("the producer is not running; call start() before submitting")
+            if self._queued_events + events > self.settings.queue_events:
+                raise QueueFull(
+                    f"the producer queue is full ({self._queued_events} of"
+                    f" {self.settings.queue_events} events); retry later"
+                )
+            self._queue.extend(entries)
+            self._queued_events += events
+            wake = not self._signalled
+            self._signalled = True
+        if wake:
+            self._signal()
+
+    def _signal(self) -> None:
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already stopped
+                loop.call_soon_threadsafe(wakeup.set)
+
+    # Background thread.
+
+    def _thread_main(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._route_lock = asyncio.Lock()
+        try:
+            await self._open()
+        except BaseException as error:
+            self._start_error = error
+            self._ready.set()
+            return
+        self._ready.set()
+
+        forwarder = asyncio.create_task(self._forward_loop()) if self.spool is not None else None
+        try:
+            await self._drain_loop()
+        finally:
+            if forwarder is not None:
+                forwarder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarder
+            await self._close_backends()
+
+    async def _open(self) -> None:
+        if self.spool is not None:
+            await self.spool.connect()
+            await self._refresh_spool_size()
+        try:
+            await self.broker.connect()
+            self._connected = True
+        except BrokerUnavailable as error:
+            if self.spool is None:
+                raise
+            logger.warning("Broker unreachable at start; spooling events.", extra={"error": str(error)})
+            self._spooling = True
+        if self._spool_messages:
+            self._spooling = True
+
+    async def _close_backends(self) -> None:
+        for backend in (self.broker, self.spool):
+            if backend is None:
+                continue
+            try:
+                await backend.close()
+            except BrokerError as error:
+                logger.warning("Closing a broker failed.", extra={"error": str(error)})
+
+    async def _drain_loop(self) -> None:
+        assert self._wakeup is not None
+        linger = self.settings.linger_ms / 1000
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if linger > 0 and not self._closing and self._queued_events < self.settings.batch_events:
+                await asyncio.sleep(linger)
+            with self._lock:
+                entries = list(self._queue)
+                self._queue.clear()
+                self._signalled = False
+                closing = self._closing
+            if entries:
+                await self._publish_round(entries)
+            if closing and not self._queue:
+                return
+
+    async def _publish_round(self, entries: list[_Entry]) -> None:
+        """Publish every entry, one broker call per partition, then settle their tickets."""
+        by_partition: dict[int, list[_Entry]] = {}
+        for entry in entries:
+            by_partition.setdefault(entry.partition, []).append(entry)
+        async with self._route_lock:
+            results = await asyncio.gather(
+                *(self._publish_partition(p, group) for p, group in by_partition.items()),
+                return_exceptions=True,
+            )
+        for (partition, group), result in zip(by_partition.items(), results, strict=True):
+            events = sum(entry.events for entry in group)
+            if isinstance(result, BaseException):
+                self._failed_events += events
+                logger.error(
+                    "Publishing to the broker failed.",
+                    extra={"partition": partition, "events": events, "error": str(result)},
+                )
+            self._settle(group, result if isinstance(result, BaseException) else None)
+
+    async def _publish_partition(self, partition: int, entries: list[_Entry]) -> None:
+        payloads = self._encode(entries)
+        events = sum(entry.events for entry in entries)
+        if not self._spooling:
+            try:
+                await self.broker.publish(self.topic, partition, payloads)
+                self._connected = True
+                self._published_events += events
+                return
+            except BrokerUnavailable as error:
+                self._connected = False
+                if self.spool is None:
+                    raise
+                if not self._spooling:
+                    logger.warning("Broker unreachable; spooling events.", extra={"error": str(error)})
+                self._spooling = True
+        assert self.spool is not None
+        await self.spool.publish(self.topic, partition, payloads)
+        self._spool_messages += len(payloads)
+        self._spool_events += events
+        self._spooled_events += events
+
+    def _encode(self, entries: list[_Entry]) -> list[bytes]:
+        """Return the payloads in submission order, single events framed into record batches."""
+        payloads: list[bytes] = []
+        pending: list[bytes] = []
+        limit = self.settings.batch_events
+        for entry in entries:
+            if entry.single:
+                pending.append(entry.payload)
+                if len(pending) >= limit:
+                    payloads.append(encode_record_batch(pending))
+                    pending = []
+            else:
+                if pending:
+                    payloads.append(encode_record_batch(pending))
+                    pending = []
+                payloads.append(entry.payload)
+        if pending:
+            payloads.append(encode_record_batch(pending))
+        return payloads
+
+    def _settle(self, entries: list[_Entry], error: BaseException | None) -> None:
+        settled = 0
+        for entry in entries:
+            ticket = entry.ticket
+            settled += entry.events
+            ticket.remaining -= 1
+            if ticket.future.done():
+                continue
+            if error is not None:
+                ticket.future.set_exception(error)
+            elif ticket.remaining == 0:
+                ticket.future.set_result(None)
+        with self._drained:
+            self._queued_events -= settled
+            self._drained.notify_all()
+
+    # Spool forwarding.
+
+    async def _forward_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconnect_seconds)
+            try:
+                await self.forward_spool()
+            except BrokerError as error:
+                logger.warning(
+                    "Forwarding the spool failed; retrying later.",
+                    extra={"error": str(error), "retry_seconds": self.settings.reconnect_seconds},
+                )
+
+    def forward_now(self, timeout: float = 30.0) -> int:
+        """Run one forwarding pass from another thread and return how many messages it sent."""
+        if self._loop is None:
+            raise BrokerError("the producer is not running; call start() first")
+        future = asyncio.run_coroutine_threadsafe(self.forward_spool(), self._loop)
+        return future.result(timeout)
+
+    async def forward_spool(self) -> int:
+        """Send this member's spool partitions to the broker in order; return messages sent.
+
+        Messages leave the spool only after the broker acknowledged them. A
+        crash between the two steps sends them again, which consumers absorb
+        because every sink deduplicates on `event_id`.
+        """
+        spool = self.spool
+        if spool is None:
+            return 0
+        await spool.join_group(self.topic, FORWARDER_GROUP, self.member_id)
+        if not self._connected:
+            try:
+                await self.broker.connect()
+            except BrokerUnavailable:
+                await self._refresh_spool_size()
+                return 0
+            self._connected = True
+        sent = 0
+        for partition in await spool.assigned_partitions(self.topic, FORWARDER_GROUP, self.member_id):
+            while True:
+                async with self._route_lock:
+                    moved = await self._forward_chunk(spool, partition)
+                if moved == 0:
+                    break
+                sent += moved
+        await self._refresh_spool_size()
+        if self._spool_messages == 0 and self._spooling:
+            async with self._route_lock:
+                await self._refresh_spool_size()
+                if self._spool_messages == 0:
+                    self._spooling = False
+                    logger.info("Spool forwarded; publishing to the broker again.")
+        return sent
+
+    async def _forward_chunk(self, spool: LocalBroker, partition: int) -> int:
+        messages = await spool.poll(self.topic, FORWARDER_GROUP, partition, _FORWARD_CHUNK)
+        if not messages:
+            return 0
+        try:
+            await self.broker.publish(self.topic, partition, [m.payload for m in messages])
+        except BrokerUnavailable:
+            self._connected = False
+            raise
+        last = messages[-1].offset
+        await spool.commit(self.topic, FORWARDER_GROUP, partition, last)
+        await spool.truncate(self.topic, partition, last)
+        return len(messages)
+
+    async def _refresh_spool_size(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        messages = events = 0
+        for partition in range(spool.partitions):
+            stats = await spool.stats(self.topic, partition)
+            messages += stats.messages
+            events += stats.events
+        self._spool_messages = messages
+        self._spool_events = events
