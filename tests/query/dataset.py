@@ -102,3 +102,39 @@ async def load_hot(dsn: str, schema: str, events: list[dict[str, Any]]) -> None:
         await connection.copy_records_to_table("events", schema_name=schema, records=records)
     finally:
         await connection.close()
+
+
+def load_cold(table_uri: str, events: list[dict[str, Any]]) -> None:
+    """Write the events as the archiver does: a Delta table partitioned by key_prefix and UTC date."""
+    import datetime
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    columns: dict[str, list[Any]] = {name: [event[name] for event in events] for name in EVENT_FIELDS}
+    columns["params"] = [list(event["params"].items()) for event in events]
+    columns["key_prefix"] = [event["params"]["key_prefix"] for event in events]
+    columns["date"] = [
+        datetime.datetime.fromtimestamp(event["timestamp"] / 1000, datetime.UTC).date().isoformat() for event in events
+    ]
+    schema = pa.schema(
+        [(name, pa.string()) for name in EVENT_FIELDS[:2]]
+        + [("timestamp", pa.int64())]
+        + [(name, pa.string()) for name in EVENT_FIELDS[3:-1]]
+        + [("params", pa.map_(pa.string(), pa.string())), ("key_prefix", pa.string()), ("date", pa.string())]
+    )
+    write_deltalake(table_uri, pa.table(columns, schema=schema), partition_by=["key_prefix", "date"], mode="append")
+
+
+EVENT_FIELDS = (
+    "event_id",
+    "event_type",
+    "timestamp",
+    "ip",
+    "user_agent",
+    "referer",
+    "accept_language",
+    "request_path",
+    "request_host",
+    "params",
+)
