@@ -21,6 +21,10 @@ from tracker.cli.consume import consume  # noqa: E402
 
 app.command("consume")(consume)
 
+from tracker.cli.up import up  # noqa: E402
+
+app.command("up")(up)
+
 
 def main() -> None:
     """Run the CLI; the product's own errors go to stderr with exit code 1."""
