@@ -1,0 +1,211 @@
+"""The stats ledger: exact event counts per tenant, event type, tracking URL and hour.
+
+Writes come from the stats consumer (`record_batch`), reads from the platform API
+(`count_events`, `count_rows`). Tables are created by `schema/011_stats.sql`.
+
+A batch is recorded in one transaction. Its event ids go into a temporary table,
+and counters grow only by the ids that `stats_ledger` does not hold yet. Those ids
+are then added to the ledger and the batch's broker offset is stored. A batch
+delivered twice, or replayed after a crash, therefore changes nothing the second
+time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from tracker.errors import RegistryError
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "LedgerRow",
+    "StatsRow",
+    "committed_offsets",
+    "count_events",
+    "count_rows",
+    "prune_ledger",
+    "record_batch",
+]
+
+GROUP_COLUMNS = ("event_type", "hour", "tu_id")
+
+
+class LedgerRow(NamedTuple):
+    """One event as the ledger counts it, in the column order of `stats_incoming`."""
+
+    event_id: str
+    key_prefix: str
+    event_type: str
+    tu_id: str
+    hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    """One group of a stats query: the group's column values and its event count."""
+
+    group: dict[str, str | int]
+    count: int
+
+
+_CREATE_INCOMING = """
+CREATE TEMP TABLE IF NOT EXISTS stats_incoming (
+    event_id     TEXT PRIMARY KEY,
+    key_prefix   TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    tu_id        TEXT NOT NULL,
+    hour         INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
+# `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
+_ADD_NEW_COUNTS = """
+INSERT INTO stats_counts (key_prefix, event_type, tu_id, hour, count)
+SELECT key_prefix, event_type, tu_id, hour, count(*)
+FROM stats_incoming AS incoming
+WHERE NOT EXISTS (SELECT 1 FROM stats_ledger AS seen WHERE seen.event_id = incoming.event_id)
+GROUP BY key_prefix, event_type, tu_id, hour
+ON CONFLICT (key_prefix, hour, event_type, tu_id) DO UPDATE SET count = count + excluded.count
+"""
+
+_ADD_TO_LEDGER = """
+INSERT OR IGNORE INTO stats_ledger (event_id, recorded_at)
+SELECT event_id, ? FROM stats_incoming
+"""
+
+_STORE_OFFSET = """
+INSERT INTO stats_offsets (consumer, topic, partition, committed, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (consumer, topic, partition) DO UPDATE
+SET committed = max(committed, excluded.committed), updated_at = excluded.updated_at
+"""
+
+
+def record_batch(
+    connection: Any,
+    rows: Iterable[LedgerRow],
+    *,
+    consumer: str,
+    topic: str,
+    partition: int,
+    last_offset: int,
+) -> int:
+    """Count the events of one batch that the ledger has not seen; return how many were new.
+
+    Runs one IMMEDIATE transaction on `connection` (a registry connection in
+    autocommit mode) and stores `last_offset` for the partition in it.
+    """
+    connection.execute(_CREATE_INCOMING)
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("DELETE FROM stats_incoming")
+        # INSERT OR IGNORE also drops a duplicate id inside the batch itself.
+        connection.executemany(
+            "INSERT OR IGNORE INTO stats_incoming VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        connection.execute(_ADD_NEW_COUNTS)
+        now = int(time.time())
+        inserted = connection.execute(_ADD_TO_LEDGER, (now,)).rowcount
+        connection.execute(_STORE_OFFSET, (consumer, topic, partition, last_offset, now))
+        connection.execute("DELETE FROM stats_incoming")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return inserted
+
+
+def committed_offsets(connection: Any, consumer: str, topic: str) -> dict[int, int]:
+    """Return the stored offset of every partition the consumer has recorded."""
+    rows = connection.execute(
+        "SELECT partition, committed FROM stats_offsets WHERE consumer = ? AND topic = ?",
+        (consumer, topic),
+    ).fetchall()
+    return {int(partition): int(committed) for partition, committed in rows}
+
+
+def prune_ledger(connection: Any, recorded_before: int, *, batch_rows: int = 10_000) -> int:
+    """Delete ledger ids recorded before `recorded_before` (Unix seconds), in small transactions.
+
+    Returns the number of ids deleted. Counters are kept: only the ability to
+    recognise a redelivery of those old events is given up.
+    """
+    deleted = 0
+    while True:
+        cursor = connection.execute(
+            "DELETE FROM stats_ledger WHERE event_id IN ("
+            " SELECT event_id FROM stats_ledger WHERE recorded_at < ? LIMIT ?)",
+            (recorded_before, batch_rows),
+        )
+        deleted += cursor.rowcount
+        if cursor.rowcount < batch_rows:
+            return deleted
+
+
+def _where(
+    key_prefix: str,
+    start_hour: int,
+    end_hour: int,
+    event_type: str | None,
+    tu_id: str | None,
+) -> tuple[str, list[Any]]:
+    if end_hour < start_hour:
+        raise RegistryError(f"end_hour {end_hour} is before start_hour {start_hour}")
+    clauses = ["key_prefix = ?", "hour >= ?", "hour <= ?"]
+    values: list[Any] = [key_prefix, start_hour, end_hour]
+    if event_type is not None:
+        clauses.append("event_type = ?")
+        values.append(event_type)
+    if tu_id is not None:
+        clauses.append("tu_id = ?")
+        values.append(tu_id)
+    return " AND ".join(clauses), values
+
+
+def count_events(
+    connection: Any,
+    key_prefix: str,
+    *,
+    start_hour: int,
+    end_hour: int,
+    event_type: str | None = None,
+    tu_id: str | None = None,
+) -> int:
+    """Return the tenant's event count over the hours `start_hour..end_hour` (Unix seconds, inclusive)."""
+    where, values = _where(key_prefix, start_hour, end_hour, event_type, tu_id)
+    (total,) = connection.execute(
+        f"SELECT coalesce(sum(count), 0) FROM stats_counts WHERE {where}", values
+    ).fetchone()
+    return int(total)
+
+
+def count_rows(
+    connection: Any,
+    key_prefix: str,
+    *,
+    start_hour: int,
+    end_hour: int,
+    group_by: Sequence[str] = ("hour",),
+    event_type: str | None = None,
+    tu_id: str | None = None,
+) -> list[StatsRow]:
+    """Return event counts grouped by any of event_type, hour and tu_id, in group order."""
+    if not group_by:
+        raise RegistryError("group_by: name at least one of event_type, hour, tu_id")
+    for column in group_by:
+        if column not in GROUP_COLUMNS:
+            raise RegistryError(
+                f"group_by: unknown column {column[:50]!r}; expected event_type, hour or tu_id"
+            )
+    columns = ", ".join(dict.fromkeys(group_by))
+    where, values = _where(key_prefix, start_hour, end_hour, event_type, tu_id)
+    rows = connection.execute(
+        f"SELECT {columns}, sum(count) FROM stats_counts WHERE {where} GROUP BY {columns} ORDER BY {columns}",
+        values,
+    ).fetchall()
+    names = list(dict.fromkeys(group_by))
+    return [StatsRow(dict(zip(names, row[:-1], strict=True)), int(row[-1])) for row in rows]
