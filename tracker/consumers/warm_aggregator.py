@@ -1,0 +1,233 @@
+"""Warm aggregator: rolls clean events up into hourly counts for the warm query tier.
+
+For each batch it counts events per (tenant, UTC hour, event_type) and per
+(tenant, hour, event_type, param key, param value), writes those counts and
+the batch's event ids as new Parquet files, then atomically replaces the
+manifest that lists the files and the broker offsets they cover
+(tracker.query.warm_store). After a crash the runtime resumes from
+`stored_offsets()`, so every batch is counted exactly once.
+
+Duplicate event ids are skipped against a ledger of the ids seen in the last
+`WARM_DEDUP_HOURS` hours of event time. The ledger lives in the same manifest,
+so it never disagrees with the counts. A duplicate that arrives later than
+that window is counted twice.
+
+Only one aggregator may write a warm directory: `open` takes an exclusive
+file lock and fails if another process holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tracker.broker.base import TOPIC_EVENTS_CLEAN
+from tracker.consumers.runtime import Batch, Sink, SinkContext
+from tracker.errors import ConfigError
+from tracker.query.warm_store import COUNTS_SCHEMA, HOUR_MS, IDS_SCHEMA, PARAMS_SCHEMA, Manifest, WarmStore
+from tracker.settings import Env, load_env
+
+__all__ = ["WarmAggregator", "WarmAggregatorSettings"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WarmAggregatorSettings:
+    """Where the rollups go, how long they are kept, and when files are merged."""
+
+    warm_dir: Path
+    retention_days: int
+    dedup_hours: int
+    compact_every_batches: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> WarmAggregatorSettings:
+        """Build the settings; a bad value raises ConfigError naming the variable."""
+        data_dir = env.path("TRACKER_DATA_DIR", "data")
+        return cls(
+            warm_dir=env.path("WARM_DIR", data_dir / "warm"),
+            retention_days=env.int("WARM_RETENTION_DAYS", 30, minimum=1, maximum=3650),
+            dedup_hours=env.int("WARM_DEDUP_HOURS", 48, minimum=1, maximum=24 * 30),
+            compact_every_batches=env.int("WARM_COMPACT_EVERY_BATCHES", 64, minimum=1),
+        )
+
+
+def _valid(event: Any) -> bool:
+    """Return whether an event has the fields the rollups need, with the right types."""
+    if not isinstance(event, dict):
+        return False
+    params = event.get("params")
+    return (
+        isinstance(event.get("event_id"), str)
+        and isinstance(event.get("event_type"), str)
+        and isinstance(event.get("timestamp"), int)
+        and not isinstance(event.get("timestamp"), bool)
+        and isinstance(params, dict)
+        and isinstance(params.get("key_prefix"), str)
+        and all(isinstance(key, str) and isinstance(value, str) for key, value in params.items())
+    )
+
+
+class WarmAggregator(Sink):
+    """Sink that keeps the warm store's hourly rollups, exactly once per event id."""
+
+    name = "warm-aggregator"
+    source_topic = TOPIC_EVENTS_CLEAN
+
+    def __init__(self, settings: WarmAggregatorSettings | None = None) -> None:
+        self.settings = settings or WarmAggregatorSettings.from_env(load_env())
+        self.store = WarmStore(self.settings.warm_dir)
+        self._manifest = Manifest()
+        self._seen: set[str] = set()
+        self._lock_handle: int | None = None
+
+    async def open(self, context: SinkContext | None = None) -> None:
+        """Lock the warm directory, clean up after a crash and load the id ledger."""
+        self.settings.warm_dir.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.settings.warm_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise ConfigError("WARM_DIR", "another warm aggregator already writes this directory") from None
+        self._lock_handle = handle
+
+        self._manifest = self.store.read_manifest()
+        self.store.remove_unlisted(self._manifest)
+        ids = self.store.scan(self._manifest, "ids").select("event_id").collect()
+        self._seen = set(ids["event_id"].to_list())
+        logger.info(
+            "Warm aggregator opened.",
+            extra={"version": self._manifest.version, "ledger_ids": len(self._seen)},
+        )
+
+    async def close(self) -> None:
+        if self._lock_handle is not None:
+            os.close(self._lock_handle)
+            self._lock_handle = None
+
+    async def stored_offsets(self) -> dict[int, int] | None:
+        return dict(self._manifest.offsets)
+
+    async def process(self, batch: Batch) -> None:
+        await asyncio.to_thread(self._process_sync, batch)
+
+    def _process_sync(self, batch: Batch) -> None:
+        dead = {index for index, _ in batch.dead_letters}
+        rows: list[dict[str, Any]] = []
+        batch_ids: set[str] = set()
+        for index, event in enumerate(batch.events):
+            if index in dead:
+                continue
+            if not _valid(event):
+                batch.dead_letter(index, "event lacks event_id, event_type, timestamp or params.key_prefix")
+                continue
+            event_id = event["event_id"]
+            if event_id in self._seen or event_id in batch_ids:
+                continue
+            batch_ids.add(event_id)
+            rows.append(event)
+
+        manifest = self._manifest
+        new_files: dict[str, list[str]] = {"counts": [], "params": [], "ids": []}
+        if rows:
+            counts, params, ids = self._rollup(rows)
+            new_files["counts"].append(self.store.write_frame("counts", counts))
+            if params.height:
+                new_files["params"].append(self.store.write_frame("params", params))
+            new_files["ids"].append(self.store.write_frame("ids", ids))
+
+        newest = max((event["timestamp"] for event in rows), default=None)
+        updated = Manifest(
+            version=manifest.version + 1,
+            files={kind: manifest.files[kind] + new_files[kind] for kind in manifest.files},
+            offsets={**manifest.offsets, batch.partition: batch.last_offset},
+            data_through_ms=max(filter(None, (manifest.data_through_ms, newest)), default=None),
+            batches_since_compaction=manifest.batches_since_compaction + 1,
+        )
+        self.store.replace_manifest(updated)
+        self._manifest = updated
+        self._seen |= batch_ids
+        logger.info(
+            "Warm batch stored.",
+            extra={"partition": batch.partition, "last_offset": batch.last_offset, "events": len(rows)},
+        )
+
+        if updated.batches_since_compaction >= self.settings.compact_every_batches:
+            self.compact()
+
+    @staticmethod
+    def _rollup(rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """Return the (counts, params, ids) frames of a batch of new, valid events."""
+        frame = pl.DataFrame(
+            {
+                "event_id": [event["event_id"] for event in rows],
+                "tenant": [event["params"]["key_prefix"] for event in rows],
+                "hour": [event["timestamp"] - event["timestamp"] % HOUR_MS for event in rows],
+                "event_type": [event["event_type"] for event in rows],
+                "pairs": [list(event["params"].items()) for event in rows],
+            },
+            schema={
+                "event_id": pl.String,
+                "tenant": pl.String,
+                "hour": pl.Int64,
+                "event_type": pl.String,
+                "pairs": pl.List(pl.List(pl.String)),
+            },
+        )
+        counts = frame.group_by("tenant", "hour", "event_type").agg(pl.len().cast(pl.Int64).alias("count"))
+        params = (
+            frame.select("tenant", "hour", "event_type", "pairs")
+            .explode("pairs")
+            .drop_nulls("pairs")
+            .select(
+                "tenant",
+                "hour",
+                "event_type",
+                pl.col("pairs").list.get(0).alias("key"),
+                pl.col("pairs").list.get(1).alias("value"),
+            )
+            .group_by("tenant", "hour", "event_type", "key", "value")
+            .agg(pl.len().cast(pl.Int64).alias("count"))
+        )
+        ids = frame.select("event_id", "hour")
+        return counts.cast(COUNTS_SCHEMA), params.cast(PARAMS_SCHEMA), ids.cast(IDS_SCHEMA)
+
+    def compact(self) -> None:
+        """Merge the small files of each kind into one, drop hours past retention and old ledger ids."""
+        manifest = self._manifest
+        newest = manifest.data_through_ms or 0
+        keep_from = newest - newest % HOUR_MS - self.settings.retention_days * 24 * HOUR_MS
+        ledger_from = newest - newest % HOUR_MS - self.settings.dedup_hours * HOUR_MS
+
+        files: dict[str, list[str]] = {}
+        counts = self.store.scan(manifest, "counts").filter(pl.col("hour") >= keep_from)
+        counts = counts.group_by("tenant", "hour", "event_type").agg(pl.col("count").sum()).collect()
+        files["counts"] = [self.store.write_frame("counts", counts.sort("tenant", "hour"))] if counts.height else []
+        params = self.store.scan(manifest, "params").filter(pl.col("hour") >= keep_from)
+        params = params.group_by("tenant", "hour", "event_type", "key", "value").agg(pl.col("count").sum()).collect()
+        files["params"] = [self.store.write_frame("params", params.sort("tenant", "key", "hour"))] if params.height else []
+        ids = self.store.scan(manifest, "ids").filter(pl.col("hour") >= ledger_from).unique("event_id").collect()
+        files["ids"] = [self.store.write_frame("ids", ids)] if ids.height else []
+
+        updated = Manifest(
+            version=manifest.version + 1,
+            files=files,
+            offsets=dict(manifest.offsets),
+            data_through_ms=manifest.data_through_ms,
+            batches_since_compaction=0,
+        )
+        self.store.replace_manifest(updated)
+        self._manifest = updated
+        self._seen = set(ids["event_id"].to_list())
+        # Readers that loaded the old manifest retry once they find a file gone.
+        self.store.remove([name for names in manifest.files.values() for name in names])
+        logger.info("Warm store compacted.", extra={"version": updated.version, "ledger_ids": len(self._seen)})
