@@ -65,6 +65,13 @@ class Router:
         self._max_window_ms = max_query_hours * 3_600_000
         self._clock = clock
 
+    async def close(self) -> None:
+        """Release the connections of the tiers that hold any (the hot tier's pool)."""
+        for engine in self._tiers.values():
+            close = getattr(engine, "close", None)
+            if close is not None:
+                await close()
+
     def _check_window(self, start_ms: int, end_ms: int) -> None:
         if end_ms - start_ms > self._max_window_ms:
             hours = self._max_window_ms // 3_600_000
