@@ -1,0 +1,54 @@
+//! `tracker._core`: the byte work of the tracker request hot path.
+//!
+//! Signed and encrypted click URLs, UUIDv7, partitions, events, `/batch` bodies
+//! and record batches. Every function takes and returns plain data and never
+//! calls back into Python; `tracker/_core.pyi` is the typed surface.
+
+pub mod batch;
+pub mod batch_json;
+pub mod encrypt;
+pub mod errors;
+pub mod event;
+pub mod gil;
+pub mod partition;
+pub mod prefix;
+pub mod record;
+pub mod sign;
+pub mod uuid7;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SIGNATURE_HEX_LEN", sign::SIGNATURE_HEX_LEN)?;
+    m.add("MAX_KEY_PREFIX_LEN", prefix::MAX_KEY_PREFIX_LEN)?;
+    errors::register(m)?;
+
+    m.add_function(wrap_pyfunction!(sign::click_signature_message, m)?)?;
+    m.add_function(wrap_pyfunction!(sign::sign_click, m)?)?;
+    m.add_function(wrap_pyfunction!(sign::split_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(sign::verify_click, m)?)?;
+
+    m.add_class::<encrypt::Decrypted>()?;
+    m.add_function(wrap_pyfunction!(encrypt::encrypt_destination, m)?)?;
+    m.add_function(wrap_pyfunction!(encrypt::blob_header, m)?)?;
+    m.add_function(wrap_pyfunction!(encrypt::decrypt_destination, m)?)?;
+
+    m.add_function(wrap_pyfunction!(uuid7::uuid7, m)?)?;
+    m.add_function(wrap_pyfunction!(uuid7::uuid7_timestamp_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(uuid7::now_ms, m)?)?;
+
+    m.add_function(wrap_pyfunction!(partition::partition_for, m)?)?;
+
+    m.add_class::<event::EventLimits>()?;
+    m.add_function(wrap_pyfunction!(event::build_event, m)?)?;
+
+    m.add_class::<batch::Rejection>()?;
+    m.add_class::<batch::ParsedBatch>()?;
+    m.add_class::<batch::BatchParser>()?;
+
+    m.add_function(wrap_pyfunction!(record::encode_record_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(record::decode_record_batch, m)?)?;
+    Ok(())
+}

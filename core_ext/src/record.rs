@@ -1,0 +1,162 @@
+//! Record batches, the unit stored on the broker.
+//!
+//! `u8 version = 1 || u32 event count || zstd frame of JSON lines`, where each
+//! line is one event document followed by `\n`. The decoder survives any bytes:
+//! it caps the decompressed size and checks the count against the lines.
+
+use std::cell::RefCell;
+use std::io::Read;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use zstd::bulk::Compressor;
+use zstd::zstd_safe::CParameter;
+
+use crate::errors::CoreError;
+use crate::gil;
+
+pub const RECORD_VERSION: u8 = 1;
+const HEADER_LEN: usize = 5;
+/// zstd level 1 trades a little ratio for speed on the ingest path.
+const ZSTD_LEVEL: i32 = 1;
+/// Largest decompressed payload accepted, so a small corrupt or hostile frame
+/// cannot exhaust memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 * 1024 * 1024;
+
+thread_local! {
+    // A compression context costs far more to create than to reuse for one batch.
+    static COMPRESSOR: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(payload: &[u8]) -> Result<Vec<u8>, CoreError> {
+    let failed = |_| CoreError::RecordBatch("zstd compression failed".to_owned());
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(compressor) => compressor,
+            None => {
+                let mut compressor = Compressor::new(ZSTD_LEVEL).map_err(failed)?;
+                compressor.set_parameter(CParameter::ChecksumFlag(true)).map_err(failed)?;
+                slot.insert(compressor)
+            }
+        };
+        compressor.compress(payload).map_err(failed)
+    })
+}
+
+/// Frames and compresses JSON lines that already end in `\n`, `count` of them.
+pub fn encode_lines(lines: &[u8], count: u32) -> Result<Vec<u8>, CoreError> {
+    let frame = compress(lines)?;
+    let mut blob = Vec::with_capacity(HEADER_LEN + frame.len());
+    blob.push(RECORD_VERSION);
+    blob.extend_from_slice(&count.to_be_bytes());
+    blob.extend_from_slice(&frame);
+    Ok(blob)
+}
+
+/// Frames and compresses event documents, one per line.
+pub fn encode<E: AsRef<[u8]>>(events: &[E]) -> Result<Vec<u8>, CoreError> {
+    let count = u32::try_from(events.len()).map_err(|_| {
+        CoreError::RecordBatch(format!("{} events do not fit in one record batch", events.len()))
+    })?;
+    let total: usize = events.iter().map(|event| event.as_ref().len() + 1).sum();
+    let mut lines = Vec::with_capacity(total);
+    for (index, event) in events.iter().enumerate() {
+        let event = event.as_ref();
+        if event.is_empty() {
+            return Err(CoreError::RecordBatch(format!("event {index} is empty")));
+        }
+        if memchr::memchr(b'\n', event).is_some() {
+            return Err(CoreError::RecordBatch(format!(
+                "event {index} contains a newline; record batches hold compact JSON, one per line"
+            )));
+        }
+        lines.extend_from_slice(event);
+        lines.push(b'\n');
+    }
+    encode_lines(&lines, count)
+}
+
+fn decompress(frame: &[u8]) -> Result<Vec<u8>, CoreError> {
+    let corrupt = |_| CoreError::RecordBatch("record batch zstd frame is corrupt".to_owned());
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(corrupt)?.single_frame();
+    let mut payload = Vec::new();
+    let read = (&mut decoder)
+        .take(MAX_DECOMPRESSED_BYTES + 1)
+        .read_to_end(&mut payload)
+        .map_err(corrupt)?;
+    if read as u64 > MAX_DECOMPRESSED_BYTES {
+        return Err(CoreError::RecordBatch(format!(
+            "record batch decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes"
+        )));
+    }
+    if !decoder.finish().is_empty() {
+        return Err(CoreError::RecordBatch(
+            "record batch has bytes after its zstd frame".to_owned(),
+        ));
+    }
+    Ok(payload)
+}
+
+/// Decodes a record batch into the byte ranges of its event documents.
+pub fn decode(blob: &[u8]) -> Result<(Vec<u8>, Vec<(usize, usize)>), CoreError> {
+    if blob.len() < HEADER_LEN {
+        return Err(CoreError::RecordBatch(format!(
+            "record batch is {} bytes, shorter than its {HEADER_LEN}-byte header",
+            blob.len()
+        )));
+    }
+    if blob[0] != RECORD_VERSION {
+        return Err(CoreError::RecordBatch(format!(
+            "record batch version is {}, the supported version is {RECORD_VERSION}",
+            blob[0]
+        )));
+    }
+    let count = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]) as usize;
+    let payload = decompress(&blob[HEADER_LEN..])?;
+
+    // The count comes from the blob, so it only bounds the reservation, never drives it.
+    let mut ranges = Vec::with_capacity(count.min(payload.len() / 2 + 1));
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', &payload) {
+        if end == start {
+            return Err(CoreError::RecordBatch(format!(
+                "record batch line {} is empty",
+                ranges.len()
+            )));
+        }
+        ranges.push((start, end));
+        start = end + 1;
+    }
+    if start != payload.len() {
+        return Err(CoreError::RecordBatch(
+            "record batch payload does not end with a newline".to_owned(),
+        ));
+    }
+    if ranges.len() != count {
+        return Err(CoreError::RecordBatch(format!(
+            "record batch header counts {count} events but holds {}",
+            ranges.len()
+        )));
+    }
+    Ok((payload, ranges))
+}
+
+#[pyfunction]
+pub fn encode_record_batch<'py>(
+    py: Python<'py>,
+    events: Vec<pyo3::pybacked::PyBackedBytes>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let size: usize = events.iter().map(|event| event.len()).sum();
+    let blob = gil::run_sized(py, size, || encode(&events))?;
+    Ok(PyBytes::new(py, &blob))
+}
+
+#[pyfunction]
+pub fn decode_record_batch<'py>(py: Python<'py>, blob: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    // `blob` borrows an immutable `bytes` object, which no thread can change. The
+    // GIL is always released because a small frame can decompress to far more.
+    let (payload, ranges) = py.allow_threads(|| decode(blob))?;
+    let documents = ranges.iter().map(|&(start, end)| PyBytes::new(py, &payload[start..end]));
+    PyList::new(py, documents)
+}
