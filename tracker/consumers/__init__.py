@@ -20,6 +20,7 @@ __all__ = ["SINKS", "create_sink"]
 
 SINKS: dict[str, str] = {
     "archiver": "tracker.consumers.archiver:create_sink",
+    "archiver-filtered": "tracker.consumers.archiver:create_filtered_sink",
     "event-filter": "tracker.consumers.event_filter:create_sink",
     "hot-writer": "tracker.consumers.hot_writer:create_sink",
     "stats": "tracker.consumers.stats:create_sink",
