@@ -138,3 +138,22 @@ EVENT_FIELDS = (
     "request_host",
     "params",
 )
+
+
+async def feed_warm(warm_dir: Any, events: list[dict[str, Any]], batch_size: int = 700) -> None:
+    """Run the events through the real warm aggregator in batches, each repeating a few ids."""
+    from pathlib import Path
+
+    from tracker.consumers.runtime import Batch
+    from tracker.consumers.warm_aggregator import WarmAggregator, WarmAggregatorSettings
+
+    settings = WarmAggregatorSettings(Path(warm_dir), retention_days=30, dedup_hours=24 * 30, compact_every_batches=3)
+    aggregator = WarmAggregator(settings)
+    await aggregator.open()
+    try:
+        for offset, start in enumerate(range(0, len(events), batch_size)):
+            chunk = events[start : start + batch_size]
+            # Redelivered ids, as the at-least-once topic may hold, must not count twice.
+            await aggregator.process(Batch(offset % 2, offset, offset, chunk + chunk[:5], []))
+    finally:
+        await aggregator.close()

@@ -109,7 +109,7 @@ class ColdTier:
     def _frame(self, table: DeltaTable, event_filter: EventFilter) -> datafusion.DataFrame | None:
         """Return the filtered events as a lazy DataFrame over the pruned partitions only."""
         partitions = [("key_prefix", "=", event_filter.tenant), ("date", "in", _days(event_filter.start_ms, event_filter.end_ms))]
-        dataset = table.to_pyarrow_dataset(partitions=partitions)
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
         context = SessionContext()
         context.register_dataset("events", dataset)
 
