@@ -54,20 +54,33 @@ def test_client_event_ids_are_increasing_uuid7(server):
 
 def test_client_flushes_on_interval(server):
     client = make_client(server, batch_size=100, flush_interval=0.05)
-    client.track("view", page="/a")
+    client.track("view", {"page": "/a"})
 
     requests = server.wait_for_requests(1, timeout=5)
     assert requests[0].json()["events"][0]["params"]["page"] == "/a"
     client.close()
 
 
-def test_client_keyword_fields_merge_into_params(server):
+def test_client_sends_end_user_fields(server):
     client = make_client(server)
-    client.track("signup", {"plan": "pro"}, user_id="42")
+    client.track("signup", {"plan": "pro"}, ip="198.51.100.7", user_agent="Mozilla/5.0",
+                 referer="https://ref.example/", accept_language="de")
     client.close()
 
-    params = server.batch_event_lists()[0][0]["params"]
-    assert params == {"plan": "pro", "user_id": "42", "key_prefix": "acme1"}
+    event = server.batch_event_lists()[0][0]
+    assert event["params"] == {"plan": "pro", "key_prefix": "acme1"}
+    assert event["ip"] == "198.51.100.7"
+    assert event["user_agent"] == "Mozilla/5.0"
+    assert event["referer"] == "https://ref.example/"
+    assert event["accept_language"] == "de"
+
+
+def test_client_rejects_unknown_field(server):
+    client = make_client(server, raise_errors=True)
+    with pytest.raises(InvalidEventError) as caught:
+        client.track("signup", timestamp="1")
+    assert caught.value.field == "timestamp"
+    client.close()
 
 
 def test_client_retries_503_with_same_ids(server, sleep):
@@ -200,12 +213,12 @@ def test_client_retries_connection_errors(sleep):
 def test_client_drop_oldest_when_full(server):
     server.gate.clear()
     client = make_client(server, batch_size=2, max_buffer=4, overflow="drop_oldest")
-    client.track("held", n="0")
-    client.track("held", n="1")
+    client.track("held", {"n": "0"})
+    client.track("held", {"n": "1"})
     server.wait_for_requests(1)
 
     for n in range(2, 9):
-        client.track("queued", n=str(n))
+        client.track("queued", {"n": str(n)})
     assert client.stats.dropped_overflow == 3
 
     server.gate.set()
@@ -312,7 +325,7 @@ def test_client_flushes_at_exit(server):
         from tracker_sdk import TrackerClient
         client = TrackerClient({server.url!r}, "acme1", batch_size=100, flush_interval=60)
         for n in range(3):
-            client.track("exit_test", n=str(n))
+            client.track("exit_test", {{"n": str(n)}})
     """)
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", script], check=True, timeout=30)

@@ -29,13 +29,24 @@ MAX_PARAM_VALUE_LEN = 2048
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# Top-level event fields a /batch event may set besides event_type, params and event_id.
+# The ingest service fills any that are absent from the request's own headers.
+EVENT_FIELDS = ("ip", "user_agent", "referer", "accept_language")
 OVERFLOW_POLICIES = ("drop_oldest", "block")
 
 
 def make_event(
-    event_type: str, params: Mapping[str, str] | None, key_prefix: str, event_id: str
+    event_type: str,
+    params: Mapping[str, str] | None,
+    key_prefix: str,
+    event_id: str,
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    """Check an event against the platform's limits and return its `/batch` JSON object."""
+    """Check an event against the platform's limits and return its `/batch` JSON object.
+
+    `fields` may set `ip`, `user_agent`, `referer` and `accept_language` of the end user
+    on whose behalf the event is sent.
+    """
     if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
         raise InvalidEventError(
             "event_type",
@@ -61,7 +72,16 @@ def make_event(
         raise InvalidEventError(
             "params", f"{len(merged)} params including key_prefix, the maximum is {MAX_PARAMS}"
         )
-    return {"event_id": event_id, "event_type": event_type, "params": merged}
+    event: dict[str, object] = {"event_id": event_id, "event_type": event_type, "params": merged}
+    for name, value in (fields or {}).items():
+        if name not in EVENT_FIELDS:
+            raise InvalidEventError(name, f"unknown event field: expected one of {', '.join(EVENT_FIELDS)}")
+        if not isinstance(value, str):
+            raise InvalidEventError(name, "must be str")
+        if len(value) > MAX_PARAM_VALUE_LEN:
+            raise InvalidEventError(name, f"is {len(value)} characters, the maximum is {MAX_PARAM_VALUE_LEN}")
+        event[name] = value
+    return event
 
 
 @dataclass

@@ -83,11 +83,11 @@ class AsyncTrackerClient:
                     **fields: str) -> str | None:
         """Queue one event and return its event_id, or None if it was dropped.
 
-        With `overflow="block"` this waits for room in the buffer; otherwise it never waits.
+        `fields` are as in TrackerClient.track(). With `overflow="block"` this waits for room
+        in the buffer; otherwise it never waits.
         """
         try:
-            event = _batching.make_event(event_type, {**(params or {}), **fields},
-                                         self.key_prefix, uuid7())
+            event = _batching.make_event(event_type, params, self.key_prefix, uuid7(), fields)
         except InvalidEventError as error:
             self._stats.add(dropped_invalid=1)
             if self.raise_errors:

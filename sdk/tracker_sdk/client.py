@@ -89,12 +89,12 @@ class TrackerClient:
     def track(self, event_type: str, params: Mapping[str, str] | None = None, **fields: str) -> str | None:
         """Queue one event and return its event_id, or None if it was dropped.
 
-        Keyword `fields` are merged into `params`, so `track("signup", user_id="42")` works.
-        `key_prefix` is always the client's.
+        Keyword `fields` set the end user's `ip`, `user_agent`, `referer` or
+        `accept_language`; without them the server records the SDK's own request headers.
+        `params.key_prefix` is always the client's.
         """
         try:
-            merged = {**(params or {}), **fields}
-            event = _batching.make_event(event_type, merged, self.key_prefix, uuid7())
+            event = _batching.make_event(event_type, params, self.key_prefix, uuid7(), fields)
         except InvalidEventError as error:
             self._stats.add(dropped_invalid=1)
             if self.raise_errors:

@@ -17,6 +17,7 @@ Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 SIGNED_RESERVED = frozenset({"url", "sig", "exp", "sp"})
 ENCRYPTED_RESERVED = frozenset({"d"})
+PIXEL_RESERVED = frozenset({"key_prefix", "sig", "exp", "sp"})
 MAX_DESTINATION_LEN = 2048
 
 _TU_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -112,28 +113,67 @@ def build_postback_url(
     base_url: str,
     key_prefix: str,
     params: Params | None = None,
+    *,
+    secret: bytes | str | None = None,
+    signed_params: Iterable[str] = (),
+    expires_at: int | None = None,
 ) -> str:
-    """Build `/p?key_prefix=...` for a server-to-server conversion (postback).
+    """Build `/p?key_prefix=...`, a server-to-server conversion (postback) URL.
 
     Pass the click's `ad_click_id` as a param such as `click_id` so the platform can match
-    the postback to the click.
+    the postback to the click. With the tenant's `secret`, the URL carries a signature over
+    the path `/p`, the `signed_params` and `expires_at`, which the server then enforces.
     """
-    return _tenant_url(base_url, "/p", key_prefix, params)
+    return _tenant_url(base_url, "/p", key_prefix, params, secret, signed_params, expires_at)
 
 
 def build_impression_url(
     base_url: str,
     key_prefix: str,
     params: Params | None = None,
+    *,
+    secret: bytes | str | None = None,
+    signed_params: Iterable[str] = (),
+    expires_at: int | None = None,
 ) -> str:
-    """Build `/i?key_prefix=...`, an impression pixel that returns a 1x1 GIF."""
-    return _tenant_url(base_url, "/i", key_prefix, params)
+    """Build `/i?key_prefix=...`, an impression pixel that returns a 1x1 GIF.
+
+    Signing works as in build_postback_url(), over the path `/i`.
+    """
+    return _tenant_url(base_url, "/i", key_prefix, params, secret, signed_params, expires_at)
 
 
-def _tenant_url(base_url: str, path: str, key_prefix: str, params: Params | None) -> str:
+def _tenant_url(
+    base_url: str,
+    path: str,
+    key_prefix: str,
+    params: Params | None,
+    secret: bytes | str | None,
+    signed_params: Iterable[str],
+    expires_at: int | None,
+) -> str:
     _wire.check_key_prefix(key_prefix)
-    pairs = _param_pairs(params, reserved=frozenset({"key_prefix"}))
-    return _join(base_url, path, [("key_prefix", key_prefix), *pairs])
+    pairs = _param_pairs(params, reserved=PIXEL_RESERVED)
+    query = [("key_prefix", key_prefix)]
+    if secret is None:
+        if signed_params or expires_at is not None:
+            raise ValueError("signed_params and expires_at need the tenant's secret")
+        return _join(base_url, path, query + pairs)
+
+    secret_bytes = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if not secret_bytes:
+        raise ValueError("invalid secret: it must not be empty")
+    covered_names = _covered_names(signed_params, pairs)
+    covered = [(name, value) for name, value in pairs if name in covered_names]
+    # The server verifies the path itself as the signed destination.
+    sig = _wire.sign(secret_bytes, path, key_prefix=key_prefix, covered=covered,
+                     expires_at=expires_at)
+    query.append(("sig", sig))
+    if expires_at is not None:
+        query.append(("exp", str(expires_at)))
+    if covered_names:
+        query.append(("sp", ",".join(sorted(covered_names))))
+    return _join(base_url, path, query + pairs)
 
 
 def _check_destination(destination: str) -> None:
