@@ -17,13 +17,33 @@ app = typer.Typer(
 
 # Each command group lives in its own module and registers itself on `app` here.
 # (Keep this list sorted.)
+from tracker.cli.api import api  # noqa: E402
+
+app.command("api")(api)
+
 from tracker.cli.consume import consume  # noqa: E402
 
 app.command("consume")(consume)
 
+from tracker.cli.keys import keys_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+
+from tracker.cli.serve import serve  # noqa: E402
+
+app.command("serve")(serve)
+
+from tracker.cli.tenants import tenants_app  # noqa: E402
+
+app.add_typer(tenants_app, name="tenants")
+
 from tracker.cli.up import up  # noqa: E402
 
 app.command("up")(up)
+
+from tracker.cli.urls import urls_app  # noqa: E402
+
+app.add_typer(urls_app, name="urls")
 
 
 def main() -> None:

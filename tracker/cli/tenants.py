@@ -1,0 +1,203 @@
+"""`tracker tenants`: create tenants and manage their plan, status, secrets and keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+__all__ = ["open_registry", "tenants_app"]
+
+tenants_app = typer.Typer(help="Create tenants and manage their plan, status, secrets and keys.", no_args_is_help=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+def open_registry() -> Any:
+    """Open the registry named by REGISTRY_PATH (default <TRACKER_DATA_DIR>/registry.db) or TURSO_URL."""
+    from tracker.registry.db import Registry
+    from tracker.settings import load_env
+
+    env = load_env()
+    data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
+    return Registry(
+        env.path("REGISTRY_PATH", data_dir / "registry.db"),
+        turso_url=env.str("TURSO_URL"),
+        turso_token=env.str("TURSO_AUTH_TOKEN"),
+    )
+
+
+def _tenant_dict(tenant: Any) -> dict[str, Any]:
+    return {
+        "key_prefix": tenant.key_prefix,
+        "name": tenant.name,
+        "plan": tenant.plan,
+        "status": tenant.status,
+        "hmac_key_ids": list(tenant.hmac_key_ids),
+        "aes_key_ids": list(tenant.aes_key_ids),
+        "created_at": tenant.created_at,
+        "updated_at": tenant.updated_at,
+    }
+
+
+def _print_tenant(tenant: Any, as_json: bool) -> None:
+    document = _tenant_dict(tenant)
+    if as_json:
+        typer.echo(json.dumps(document))
+        return
+    for name, value in document.items():
+        typer.echo(f"{name}: {value}")
+
+
+@tenants_app.command("create")
+def create(
+    key_prefix: str = typer.Option(None, "--key-prefix", help="1 to 32 characters of [a-z0-9]; random when omitted."),
+    name: str = typer.Option("", "--name", help="Label shown in lists."),
+    plan: str = typer.Option("free", "--plan", help="free or pro."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a tenant and print its HMAC secret and AES key once; they are not shown again."""
+    from tracker.registry.tenants import create_tenant
+
+    registry = open_registry()
+    try:
+        created = create_tenant(registry, key_prefix=key_prefix, name=name, plan=plan)
+    finally:
+        registry.close()
+    document = {
+        "key_prefix": created.key_prefix,
+        "hmac_secret": created.hmac_secret.hex(),
+        "aes_key": created.aes_key.hex(),
+        "aes_key_id": created.aes_key_id,
+    }
+    if as_json:
+        typer.echo(json.dumps(document))
+        return
+    for field, value in document.items():
+        typer.echo(f"{field}: {value}")
+    typer.echo("Store the secret and key now: the registry never prints them again.")
+
+
+@tenants_app.command("list")
+def list_command(as_json: bool = JSON_OPTION) -> None:
+    """List every tenant with its plan, status and active key ids."""
+    from tracker.registry.tenants import list_tenants
+
+    registry = open_registry()
+    try:
+        tenants = list_tenants(registry)
+    finally:
+        registry.close()
+    if as_json:
+        typer.echo(json.dumps([_tenant_dict(tenant) for tenant in tenants]))
+        return
+    for tenant in tenants:
+        typer.echo(f"{tenant.key_prefix}\t{tenant.plan}\t{tenant.status}\t{tenant.name}")
+
+
+@tenants_app.command("show")
+def show(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+    """Show one tenant (never its secrets)."""
+    from tracker.registry.tenants import get_tenant
+
+    registry = open_registry()
+    try:
+        _print_tenant(get_tenant(registry, key_prefix), as_json)
+    finally:
+        registry.close()
+
+
+def _print_rotated(rotated: Any, as_json: bool) -> None:
+    document = {"key_prefix": rotated.key_prefix, "kind": rotated.kind, "key_id": rotated.key_id, "secret": rotated.secret.hex()}
+    if as_json:
+        typer.echo(json.dumps(document))
+        return
+    for field, value in document.items():
+        typer.echo(f"{field}: {value}")
+    typer.echo("Older secrets stay active until retired with `tracker tenants retire-secret`.")
+
+
+@tenants_app.command("rotate-secret")
+def rotate_secret(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+    """Add a new HMAC signing secret and print it once; older secrets keep verifying."""
+    from tracker.registry.tenants import rotate_hmac_secret
+
+    registry = open_registry()
+    try:
+        _print_rotated(rotate_hmac_secret(registry, key_prefix), as_json)
+    finally:
+        registry.close()
+
+
+@tenants_app.command("rotate-key")
+def rotate_key(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+    """Add a new AES-256 key under the next key id and print it once; older keys keep decrypting."""
+    from tracker.registry.tenants import rotate_aes_key
+
+    registry = open_registry()
+    try:
+        _print_rotated(rotate_aes_key(registry, key_prefix), as_json)
+    finally:
+        registry.close()
+
+
+@tenants_app.command("retire-secret")
+def retire(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    kind: str = typer.Option(..., "--kind", help="hmac (signing secret) or aes (encryption key)."),
+    key_id: int = typer.Option(..., "--key-id", help="Id of the secret or key, as shown by `tenants show`."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Retire one secret or key: links made with it stop working."""
+    from tracker.registry.tenants import get_tenant, retire_secret
+
+    registry = open_registry()
+    try:
+        retire_secret(registry, key_prefix, kind, key_id)
+        _print_tenant(get_tenant(registry, key_prefix), as_json)
+    finally:
+        registry.close()
+
+
+@tenants_app.command("set-plan")
+def set_plan_command(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    plan: str = typer.Argument(..., help="free or pro."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change the tenant's plan, which picks the query tier."""
+    from tracker.registry.tenants import get_tenant, set_plan
+
+    registry = open_registry()
+    try:
+        set_plan(registry, key_prefix, plan)
+        _print_tenant(get_tenant(registry, key_prefix), as_json)
+    finally:
+        registry.close()
+
+
+@tenants_app.command("disable")
+def disable(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+    """Disable the tenant: ingest rejects its events from the next registry refresh."""
+    from tracker.registry.tenants import disable_tenant, get_tenant
+
+    registry = open_registry()
+    try:
+        disable_tenant(registry, key_prefix)
+        _print_tenant(get_tenant(registry, key_prefix), as_json)
+    finally:
+        registry.close()
+
+
+@tenants_app.command("enable")
+def enable(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+    """Enable a disabled tenant."""
+    from tracker.registry.tenants import enable_tenant, get_tenant
+
+    registry = open_registry()
+    try:
+        enable_tenant(registry, key_prefix)
+        _print_tenant(get_tenant(registry, key_prefix), as_json)
+    finally:
+        registry.close()

@@ -1,0 +1,114 @@
+"""The Robyn application of the ingestion service: routes, and the guard around every handler.
+
+The guard checks the header size, answers 503 while the process drains,
+turns IngestError into its JSON response, counts every request and event
+rejection, and turns any unexpected exception into a logged 503 so that no
+request ever sees a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from robyn import Config, Request, Response, Robyn
+
+from tracker.ingest.errors import IngestError, error_response
+from tracker.ingest.requests import check_headers
+from tracker.ingest.service import IngestService
+
+__all__ = ["build_app"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# Which rejection reason each error code counts under in tracker_ingest_events_rejected_total.
+_REJECTION_REASON = {
+    "ambiguous_click": "request",
+    "duplicate_param": "request",
+    "invalid_batch": "request",
+    "invalid_destination": "destination",
+    "invalid_encoding": "request",
+    "invalid_event": "event",
+    "invalid_json": "request",
+    "invalid_param": "request",
+    "missing_param": "request",
+    "param_too_long": "limits",
+    "too_many_params": "limits",
+    "unauthorized": "auth",
+    "permission_denied": "auth",
+    "decryption_failed": "decryption",
+    "invalid_signature": "signature",
+    "signature_expired": "expired",
+    "tenant_disabled": "tenant",
+    "unknown_key_id": "decryption",
+    "unknown_tenant": "tenant",
+    "tracking_url_not_found": "link",
+    "tracking_url_disabled": "link",
+    "body_too_large": "limits",
+    "batch_too_large": "limits",
+    "url_too_long": "limits",
+    "headers_too_large": "limits",
+    "unsupported_media_type": "media_type",
+    "queue_full": "broker",
+    "broker_unavailable": "broker",
+    "shutting_down": "broker",
+    "internal_error": "broker",
+}
+_EVENT_ENDPOINTS = frozenset({"/t", "/t/:tu_id", "/t/auto", "/p", "/i", "/batch", "/ingest"})
+
+
+def build_app(service: IngestService, config: Config) -> Robyn:
+    """Return the Robyn app with every ingest route bound to `service`."""
+    app = Robyn(__file__, config=config)
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/t", service.click),
+        ("GET", "/t/:tu_id", service.short_link),
+        ("POST", "/t/auto", service.beacon),
+        ("OPTIONS", "/t/auto", service.beacon_preflight),
+        ("GET", "/p", service.postback),
+        ("GET", "/i", service.impression),
+        ("POST", "/batch", service.batch),
+        ("POST", "/ingest", service.ingest),
+        ("GET", "/health", service.health),
+        ("GET", "/health/broker", service.health_broker),
+        ("GET", "/metrics", service.metrics_text),
+        ("GET", "/t.js", service.beacon_script),
+    ]
+    for method, path, handler in routes:
+        app.add_route(method, path, _guard(service, path, handler), include_in_schema=False)
+    return app
+
+
+def _guard(service: IngestService, endpoint: str, handler: Handler) -> Handler:
+    max_header_bytes = service.settings.max_header_bytes
+    metrics = service.metrics
+    counts_events = endpoint in _EVENT_ENDPOINTS
+
+    async def guarded(request: Request) -> Response:
+        started = time.perf_counter()
+        service.in_flight += 1
+        try:
+            if service.draining:
+                raise IngestError("shutting_down", "the server is shutting down; retry on another instance", None)
+            check_headers(request.headers.multi_items(), max_header_bytes)
+            response = await handler(request)
+        except IngestError as error:
+            if counts_events:
+                metrics.count_rejected(_REJECTION_REASON.get(error.code, "request"))
+            response = error_response(error)
+        except Exception as error:
+            logger.exception(
+                "Request handler failed unexpectedly.", extra={"endpoint": endpoint, "error_type": type(error).__name__}
+            )
+            response = error_response(
+                IngestError("internal_error", "the server could not process the request; retry later", None)
+            )
+        finally:
+            service.in_flight -= 1
+        metrics.observe(endpoint, response.status_code, time.perf_counter() - started)
+        return response
+
+    return guarded
