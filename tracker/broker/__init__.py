@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tracker.broker.base import Broker, Message
 from tracker.broker.settings import BACKENDS, BrokerSettings
+from tracker.errors import ConfigError
 
 __all__ = ["BACKENDS", "Broker", "BrokerSettings", "Message", "open_broker"]
 
@@ -26,4 +27,4 @@ def open_broker(settings: BrokerSettings) -> Broker:
         from tracker.broker.noop import NoopBroker
 
         return NoopBroker(settings)
-    raise ValueError(f"unknown broker backend {settings.backend!r}; expected one of {', '.join(BACKENDS)}")
+    raise ConfigError("BROKER", f"expected one of {', '.join(BACKENDS)}, got {settings.backend[:50]!r}")

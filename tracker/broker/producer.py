@@ -274,6 +274,9 @@ class Producer:
                 forwarder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await forwarder
+            if self.spool is not None:
+                with contextlib.suppress(BrokerError):
+                    await self.spool.leave_group(self.topic, FORWARDER_GROUP, self.member_id)
             await self._close_backends()
 
     async def _open(self) -> None:

@@ -1,0 +1,327 @@
+"""The `iggy` backend: Apache Iggy over TCP through the `apache-iggy` SDK.
+
+On connect the client logs in and creates the stream, the platform's topics
+(with persisted durability, so an acknowledged send is on stable storage) and
+their partitions if they are missing. Each record batch is one Iggy message
+sent to an explicit partition.
+
+Group offsets live on the server: a group is an Iggy consumer named after
+the group, whose stored offset per partition is the group's committed offset.
+The SDK 0.9 has no call that stores or reads an offset directly, so `commit`
+polls the committed message with auto-commit on, and `committed` derives the
+offset from the next message the server returns.
+
+Membership uses the same rule as the local log (sorted live members, every
+n-th partition) so both backends assign partitions alike. Heartbeats are
+messages on the `group-members` topic, and a member is live while its last
+heartbeat is younger than the session timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import apache_iggy as iggy
+import orjson
+
+from tracker.broker.base import (
+    TOPIC_DEAD_LETTERS,
+    TOPIC_EVENTS,
+    TOPIC_EVENTS_CLEAN,
+    TOPIC_EVENTS_FILTERED,
+    Broker,
+    Message,
+)
+from tracker.broker.settings import BrokerSettings
+from tracker.errors import BrokerError, BrokerUnavailable
+
+__all__ = ["TOPIC_GROUP_MEMBERS", "IggyBroker"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TOPIC_GROUP_MEMBERS = "group-members"
+_PLATFORM_TOPICS = (TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED, TOPIC_DEAD_LETTERS)
+
+# Substrings of SDK error messages that mean the server could not be reached;
+# any other failure is a BrokerError the caller should not retry blindly.
+_UNREACHABLE_MARKERS = (
+    "connect",
+    "connection",
+    "disconnected",
+    "refused",
+    "reset",
+    "broken pipe",
+    "timed out",
+    "timeout",
+    "unavailable",
+    "not connected",
+    "io error",
+    "unauthenticated",
+)
+
+
+class IggyBroker(Broker):
+    """A Broker on an Apache Iggy server at `IGGY_URL`."""
+
+    backend = "iggy"
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.partitions = settings.partitions
+        self.stream = settings.iggy_stream
+        self._client: Any = None
+        self._known_topics: set[str] = set()
+        self._reader_id = f"reader-{uuid.uuid4().hex[:12]}"
+
+    async def connect(self) -> None:
+        """Connect, log in, and create the stream, topics and partitions if missing."""
+        settings = self.settings
+        config = iggy.TcpConfig(
+            server_address=settings.iggy_url,
+            auto_login=iggy.AutoLogin.username_password(settings.iggy_username, settings.iggy_password),
+            # A finite retry count, so a call fails instead of waiting forever while the server is down.
+            reconnection=iggy.TcpReconnectionConfig(
+                enabled=True, max_retries=1, interval=datetime.timedelta(milliseconds=200)
+            ),
+        )
+        client = iggy.IggyClient(config)
+        await self._call(client.connect(), "connect")
+        self._client = client
+        if await self._call(client.get_stream(self.stream), "get stream") is None:
+            await self._call(client.create_stream(self.stream), "create stream")
+        for topic in (*_PLATFORM_TOPICS, TOPIC_GROUP_MEMBERS):
+            await self._ensure_topic(topic)
+        logger.info(
+            "Connected to Iggy.",
+            extra={"stream": self.stream, "partitions": self.partitions},
+        )
+
+    async def close(self) -> None:
+        """Drop the client; the SDK closes its connection when the client is released."""
+        self._client = None
+        self._known_topics.clear()
+
+    async def healthy(self) -> bool:
+        """Return whether the server answered a ping just now."""
+        if self._client is None:
+            return False
+        try:
+            await self._call(self._client.ping(), "ping")
+        except BrokerError:
+            return False
+        return True
+
+    async def publish(self, topic: str, partition: int, payloads: Sequence[bytes]) -> None:
+        """Send each payload as one message to `partition`; return once the server acknowledged."""
+        self._check_partition(partition)
+        if not payloads:
+            return
+        client = self._connected()
+        await self._ensure_topic(topic)
+        messages = [iggy.SendMessage(bytes(payload)) for payload in payloads]
+        await self._call(
+            client.send_messages(self.stream, topic, iggy.Partitioning.partition_id(partition), messages),
+            "send messages",
+        )
+
+    async def poll(self, topic: str, group: str, partition: int, max_messages: int) -> list[Message]:
+        """Return up to `max_messages` after the group's stored offset, oldest first."""
+        return await self._poll(
+            topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Next(), max_messages, False
+        )
+
+    async def read(self, topic: str, partition: int, start: int, max_messages: int) -> list[Message]:
+        """Return up to `max_messages` from offset `start` on, without touching any offset."""
+        if start < 0:
+            raise BrokerError(f"start offset must be at least 0, got {start}")
+        return await self._poll(
+            topic,
+            partition,
+            iggy.Consumer.Single(self._reader_id),
+            iggy.PollingStrategy.Offset(start),
+            max_messages,
+            False,
+        )
+
+    async def commit(self, topic: str, group: str, partition: int, offset: int) -> None:
+        """Store `offset` for the group by polling that message with auto-commit on."""
+        if offset < 0:
+            raise BrokerError(f"offset must be at least 0, got {offset}")
+        polled = await self._poll(
+            topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Offset(offset), 1, True
+        )
+        if not polled or polled[0].offset != offset:
+            raise BrokerError(f"cannot commit offset {offset} of {topic}/{partition}: no such message")
+
+    async def committed(self, topic: str, group: str, partition: int) -> int | None:
+        """Return the group's stored offset, derived from the next message the server returns.
+
+        NOTE: when the group has consumed everything this returns the end
+        offset, and when messages before the stored offset expired it can read
+        lower than the stored value; the consumers only use it for lag.
+        """
+        upcoming = await self._poll(
+            topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Next(), 1, False
+        )
+        if upcoming:
+            return upcoming[0].offset - 1 if upcoming[0].offset > 0 else None
+        return await self.end_offset(topic, partition)
+
+    async def end_offset(self, topic: str, partition: int) -> int | None:
+        """Return the current offset of the partition, or None while it is empty."""
+        self._check_partition(partition)
+        client = self._connected()
+        details = await self._call(client.get_topic(self.stream, topic), "get topic")
+        if details is None:
+            return None
+        for info in details.partitions:
+            if info.id == partition:
+                return None if info.messages_count == 0 else int(info.current_offset)
+        return None
+
+    async def join_group(self, topic: str, group: str, member: str) -> None:
+        """Send a heartbeat of `member` to the membership topic."""
+        await self._send_membership(topic, group, member, "join")
+
+    async def leave_group(self, topic: str, group: str, member: str) -> None:
+        """Send a leave record so the other members take over at once."""
+        await self._send_membership(topic, group, member, "leave")
+
+    async def assigned_partitions(self, topic: str, group: str, member: str) -> list[int]:
+        """Return every n-th partition for member i of the n sorted live members."""
+        members = await self.live_members(topic, group)
+        if member not in members:
+            return []
+        index = members.index(member)
+        return [p for p in range(self.partitions) if p % len(members) == index]
+
+    async def live_members(self, topic: str, group: str) -> list[str]:
+        """Return the sorted members whose last heartbeat is within the session timeout."""
+        timeout_us = int(self.settings.session_timeout_seconds * 1_000_000)
+        since_us = int(time.time() * 1_000_000) - timeout_us
+        latest: dict[str, str] = {}
+        start: Any = iggy.PollingStrategy.Timestamp(since_us)
+        while True:
+            batch = await self._poll(
+                TOPIC_GROUP_MEMBERS, 0, iggy.Consumer.Single(self._reader_id), start, 1000, False
+            )
+            for message in batch:
+                record = orjson.loads(message.payload)
+                if record.get("topic") == topic and record.get("group") == group:
+                    latest[record["member"]] = record["action"]
+            if len(batch) < 1000:
+                break
+            start = iggy.PollingStrategy.Offset(batch[-1].offset + 1)
+        return sorted(member for member, action in latest.items() if action == "join")
+
+    # Plumbing.
+
+    async def _send_membership(self, topic: str, group: str, member: str, action: str) -> None:
+        if not 0 < len(member) <= 200:
+            raise BrokerError("invalid member id: expected 1 to 200 characters")
+        client = self._connected()
+        record = orjson.dumps({"topic": topic, "group": group, "member": member, "action": action})
+        await self._call(
+            client.send_messages(
+                self.stream, TOPIC_GROUP_MEMBERS, iggy.Partitioning.partition_id(0), [iggy.SendMessage(record)]
+            ),
+            "send heartbeat",
+        )
+
+    async def _poll(
+        self,
+        topic: str,
+        partition: int,
+        consumer: Any,
+        strategy: Any,
+        max_messages: int,
+        auto_commit: bool,
+    ) -> list[Message]:
+        self._check_partition(partition)
+        if max_messages <= 0:
+            return []
+        client = self._connected()
+        await self._ensure_topic(topic)
+        received = await self._call(
+            client.poll_messages(
+                self.stream,
+                topic,
+                consumer=consumer,
+                polling_strategy=strategy,
+                count=max_messages,
+                auto_commit=auto_commit,
+                partition_id=partition,
+            ),
+            "poll messages",
+        )
+        # Iggy timestamps are microseconds; Message carries milliseconds.
+        return [
+            Message(partition, int(m.offset()), int(m.timestamp()) // 1000, bytes(m.payload()))
+            for m in received
+        ]
+
+    async def _ensure_topic(self, topic: str) -> None:
+        if topic in self._known_topics:
+            return
+        client = self._connected()
+        details = await self._call(client.get_topic(self.stream, topic), "get topic")
+        partitions = 1 if topic == TOPIC_GROUP_MEMBERS else self.partitions
+        if details is None:
+            expiry = (
+                iggy.IggyExpiry.ExpireDuration(datetime.timedelta(hours=1))
+                if topic == TOPIC_GROUP_MEMBERS
+                else None
+            )
+            await self._call(
+                client.create_topic(
+                    self.stream,
+                    topic,
+                    partitions,
+                    durability=iggy.Durability.PERSISTED,
+                    message_expiry=expiry,
+                ),
+                "create topic",
+            )
+        elif details.partitions_count < partitions:
+            await self._call(
+                client.create_partitions(self.stream, topic, partitions - details.partitions_count),
+                "create partitions",
+            )
+        self._known_topics.add(topic)
+
+    def _connected(self) -> Any:
+        if self._client is None:
+            raise BrokerUnavailable("not connected to Iggy; call connect() first")
+        return self._client
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self.partitions:
+            raise BrokerError(f"partition must be in 0..{self.partitions - 1}, got {partition}")
+
+    async def _call(self, awaitable: Awaitable[T], action: str) -> T:
+        """Await an SDK call under the configured timeout and translate its errors."""
+        try:
+            return await asyncio.wait_for(awaitable, self.settings.iggy_timeout_seconds)
+        except TimeoutError as error:
+            raise BrokerUnavailable(
+                f"Iggy at {self.settings.iggy_url} did not answer {action} within"
+                f" {self.settings.iggy_timeout_seconds} s"
+            ) from error
+        except (RuntimeError, OSError) as error:
+            raise translate_error(error, action, self.settings.iggy_url) from error
+
+
+def translate_error(error: BaseException, action: str, url: str) -> BrokerError:
+    """Return BrokerUnavailable for an SDK error that means the server is unreachable."""
+    text = str(error)
+    if isinstance(error, OSError) or any(marker in text.lower() for marker in _UNREACHABLE_MARKERS):
+        return BrokerUnavailable(f"Iggy at {url} is unreachable ({action}): {text[:200]}")
+    return BrokerError(f"Iggy {action} failed: {text[:200]}")
