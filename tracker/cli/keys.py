@@ -1,0 +1,108 @@
+"""The `tracker keys` commands: create, list and revoke API keys in the registry."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+__all__ = ["keys_app"]
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+def _registry():
+    from tracker.api.settings import ApiSettings
+    from tracker.registry.db import Registry
+    from tracker.settings import load_env
+
+    settings = ApiSettings.from_env(load_env())
+    return Registry(
+        settings.registry_path, turso_url=settings.turso_url, turso_token=settings.turso_token
+    )
+
+
+@keys_app.command("create")
+def create(
+    admin: bool = typer.Option(
+        False, "--admin", help="Create an admin key, which manages tenants and has no tenant."
+    ),
+    tenant: str = typer.Option(
+        None, "--tenant", help="Key prefix of the tenant that owns the key."
+    ),
+    scope: str = typer.Option("read", "--scope", help="read or write; ignored with --admin."),
+    name: str = typer.Option("", "--name", help="Label shown in key lists."),
+) -> None:
+    """Create a key and print it once as JSON; the registry keeps only its hash."""
+    from tracker.registry.api_keys import create_api_key
+
+    if admin == (tenant is not None):
+        raise typer.BadParameter(
+            "pass either --admin or --tenant PREFIX", param_hint="--admin/--tenant"
+        )
+    if not admin and scope not in ("read", "write"):
+        raise typer.BadParameter("expected read or write", param_hint="--scope")
+    registry = _registry()
+    try:
+        created = create_api_key(
+            registry,
+            key_prefix=None if admin else tenant,
+            scope="admin" if admin else scope,
+            name=name,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    finally:
+        registry.close()
+    typer.echo(
+        json.dumps(
+            {
+                "key_id": created.api_key.key_id,
+                "scope": created.api_key.scope,
+                "api_key": created.raw_key,
+            }
+        )
+    )
+
+
+@keys_app.command("list")
+def list_keys(
+    tenant: str = typer.Option(
+        None, "--tenant", help="Only keys of this tenant; all keys without it."
+    ),
+) -> None:
+    """Print keys as JSON lines, never their secrets."""
+    from tracker.registry.api_keys import list_api_keys
+
+    registry = _registry()
+    try:
+        for key in list_api_keys(registry, tenant):
+            typer.echo(
+                json.dumps(
+                    {
+                        "key_id": key.key_id,
+                        "key_prefix": key.key_prefix,
+                        "scope": key.scope,
+                        "name": key.name,
+                        "created_at": key.created_at,
+                        "revoked_at": key.revoked_at,
+                    }
+                )
+            )
+    finally:
+        registry.close()
+
+
+@keys_app.command("revoke")
+def revoke(
+    key_id: str = typer.Argument(..., help="The key_id shown by `tracker keys list`."),
+) -> None:
+    """Revoke a key; requests with it get 401 (within 10 seconds on other servers)."""
+    from tracker.registry.api_keys import revoke_api_key
+
+    registry = _registry()
+    try:
+        revoked = revoke_api_key(registry, key_id)
+    finally:
+        registry.close()
+    typer.echo(json.dumps({"key_id": revoked.key_id, "revoked_at": revoked.revoked_at}))
