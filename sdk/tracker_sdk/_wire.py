@@ -21,7 +21,9 @@ BLOB_VERSION = 1
 NONCE_LEN = 12
 KEY_LEN = 32
 MAX_KEY_PREFIX_LEN = 32
-MAX_U64 = 2**64 - 1
+# The wire field is a u64, but the platform's extension reads expires_at as a signed
+# 64-bit int, so larger values could never be verified.
+MAX_EXPIRES_AT = 2**63 - 1
 
 _KEY_PREFIX = re.compile(r"[a-z0-9]{1,32}")
 
@@ -41,8 +43,8 @@ def check_expires_at(expires_at: int | None) -> int:
         return 0
     if isinstance(expires_at, bool) or not isinstance(expires_at, int):
         raise TypeError(f"expires_at must be an int of Unix seconds, got {type(expires_at).__name__}")
-    if not 0 < expires_at <= MAX_U64:
-        raise ValueError(f"invalid expires_at {expires_at}: expected Unix seconds in 1..2**64-1")
+    if not 0 < expires_at <= MAX_EXPIRES_AT:
+        raise ValueError(f"invalid expires_at {expires_at}: expected Unix seconds in 1..2**63-1")
     return expires_at
 
 
@@ -126,7 +128,12 @@ def _blob_plaintext(
     if len(hidden) > 0xFFFF:
         raise ValueError(f"too many hidden_params: {len(hidden)}, the maximum is 65535")
     parts = [struct.pack(">QH", check_expires_at(expires_at), len(hidden))]
+    seen: set[str] = set()
     for name, value in hidden:
+        # The server rejects a blob that names a param twice.
+        if name in seen:
+            raise ValueError(f"hidden param {_clip(name)!r} is given twice")
+        seen.add(name)
         parts.append(_u16_bytes(name.encode(), "hidden param name"))
         parts.append(_u16_bytes(value.encode(), f"hidden param {_clip(name)!r}"))
     parts.append(destination.encode())
