@@ -13,6 +13,7 @@ import orjson
 BASE_MS = 1_795_132_800_000
 SPAN_MS = 10 * 86_400_000
 
+HOSTILE_KEYS = ("it's", "a.b", "$.x", "%", "'; DROP TABLE events; --", "ключ", "a[0]", "{}", "a\\b", "key_prefix2")
 HOSTILE_VALUES = ("it's", "100%", "'; DROP TABLE events; --", "$.a[0]", "{\"x\": 1}", "naïve ☃", "a\\b", "_")
 
 
@@ -54,6 +55,16 @@ def generate(seed: int = 7, count: int = 3000) -> list[dict[str, Any]]:
             for _ in range(rng.choice((1, 1, 1, 2))):
                 events.append(make_event(tenant, "postback", timestamp + delay, {"click_id": click_id}, rng))
                 delay += rng.randrange(60_000)
+    # Hostile keys and values, which every tier must treat as plain data.
+    for index in range(300):
+        key = HOSTILE_KEYS[index % len(HOSTILE_KEYS)]
+        value = HOSTILE_VALUES[index % len(HOSTILE_VALUES)]
+        timestamp = BASE_MS + rng.randrange(SPAN_MS)
+        events.append(make_event("hostile", "click", timestamp, {key: value, "k": str(index % 3)}, rng))
+    # Results in another tenant that share an alpha trigger's key value must never match it.
+    for event in [e for e in events if e["params"]["key_prefix"] == "alpha" and e["event_type"] == "click"][:40]:
+        params = {"click_id": event["params"]["click_id"]}
+        events.append(make_event("beta", "postback", event["timestamp"] + 1000, params, rng))
     # Triggers sharing one key value exercise the each-result-once rule.
     for step in range(20):
         params = {"click_id": "shared"}

@@ -110,6 +110,9 @@ class ColdTier:
         """Return the filtered events as a lazy DataFrame over the pruned partitions only."""
         partitions = [("key_prefix", "=", event_filter.tenant), ("date", "in", _days(event_filter.start_ms, event_filter.end_ms))]
         dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
+        if not dataset.files:
+            # DataFusion rejects a plan over a dataset without fragments, and there is nothing to read.
+            return None
         context = SessionContext()
         context.register_dataset("events", dataset)
 
@@ -155,8 +158,8 @@ class ColdTier:
         rows: list[dict[str, Any]] = []
         total = 0
         truncated = False
-        if table is not None:
-            frame = self._frame(table, query.filter)
+        frame = self._frame(table, query.filter) if table is not None else None
+        if frame is not None:
             names = [f"g{position}" for position in range(len(query.group_by))]
             groups = [self._group_expression(key, query.tz).alias(name) for key, name in zip(query.group_by, names, strict=True)]
             aggregated = frame.aggregate(groups, [F.count(lit(1)).alias("count")])
@@ -202,10 +205,11 @@ class ColdTier:
         table = self._table()
         events: list[dict[str, Any]] = []
         next_cursor = None
-        if table is not None:
-            frame = self._frame(table, query.filter)
+        if query.cursor is not None:
+            after_ts, after_id = self._codec.decode(query.filter.tenant, query.cursor)
+        frame = self._frame(table, query.filter) if table is not None else None
+        if frame is not None:
             if query.cursor is not None:
-                after_ts, after_id = self._codec.decode(query.filter.tenant, query.cursor)
                 frame = frame.filter(
                     (col("timestamp") < lit(after_ts))
                     | ((col("timestamp") == lit(after_ts)) & (col("event_id") < lit(after_id)))
@@ -227,8 +231,8 @@ class ColdTier:
         table = self._table()
         triggers, results, pairs = 0, 0, []
         by_id: dict[str, dict[str, Any]] = {}
-        if table is not None:
-            frame = self._frame(table, query.as_filter())
+        frame = self._frame(table, query.as_filter()) if table is not None else None
+        if frame is not None:
             on_value = col("params")[query.on]
             candidates = frame.filter(on_value.is_not_null()).select(
                 on_value.alias("on"),
@@ -240,7 +244,7 @@ class ColdTier:
 
             listed_ids = [pair.trigger_id for pair in pairs[: query.limit]] + [pair.result_id for pair in pairs[: query.limit]]
             if listed_ids:
-                chosen = self._frame(table, query.as_filter()).filter(F.in_list(col("event_id"), [lit(i) for i in listed_ids]))
+                chosen = frame.filter(F.in_list(col("event_id"), [lit(i) for i in listed_ids]))
                 rows = chosen.select(*[col(name) for name in EVENT_FIELDS]).to_arrow_table().to_pylist()
                 by_id = {row["event_id"]: _event_dict(row) for row in rows}
         return MatchResult(

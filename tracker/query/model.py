@@ -87,13 +87,11 @@ def _check_event_type(value: object, field_name: str) -> None:
         )
 
 
-def _check_param_key(key: object, field_name: str) -> None:
+def _check_param_key(key: object, field_name: str, code: str = "invalid_param") -> None:
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARAM_KEY_LEN:
-        raise QueryError(
-            "invalid_param", field_name, f"{field_name} must be 1 to {MAX_PARAM_KEY_LEN} characters"
-        )
+        raise QueryError(code, field_name, f"{field_name} param key must be 1 to {MAX_PARAM_KEY_LEN} characters")
     if "\x00" in key:
-        raise QueryError("invalid_param", field_name, f"{field_name} must not contain NUL characters")
+        raise QueryError(code, field_name, f"{field_name} param key must not contain NUL characters")
 
 
 def _check_param_value(value: object, field_name: str) -> None:
@@ -168,7 +166,7 @@ class StatsQuery:
                 raise QueryError("invalid_group_by", "group_by", "group keys must be strings")
             param_key = param_key_of(key)
             if param_key is not None:
-                _check_param_key(param_key, "group_by")
+                _check_param_key(param_key, "group_by", "invalid_group_by")
             elif key not in GROUP_KEYS:
                 raise QueryError(
                     "invalid_group_by",
