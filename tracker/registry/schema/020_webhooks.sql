@@ -1,5 +1,5 @@
 -- Webhook endpoints per tenant and the delivery ledger of the webhook consumer.
--- Every time is Unix milliseconds.
+-- Every time is Unix seconds, like the other registry tables.
 
 -- `secret` signs deliveries with HMAC-SHA256, so it is stored as given and cannot be hashed.
 -- `event_types` is a JSON array (empty: every type); `param_filters` a JSON object of
@@ -38,6 +38,6 @@ CREATE TABLE webhook_deliveries (
     updated_at       INTEGER NOT NULL,
     UNIQUE (endpoint_id, event_id)
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, status, next_attempt_at);
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, created_at);
 CREATE INDEX webhook_deliveries_tenant ON webhook_deliveries (key_prefix, status, created_at);
