@@ -29,6 +29,10 @@ from tracker.cli.keys import keys_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
 
+from tracker.cli.rules import rules_app  # noqa: E402
+
+app.add_typer(rules_app, name="rules")
+
 from tracker.cli.serve import serve  # noqa: E402
 
 app.command("serve")(serve)

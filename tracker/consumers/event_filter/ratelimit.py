@@ -1,0 +1,121 @@
+"""Sliding-window rate limits per key with a ring of count-min sketches.
+
+The window is split into `slots` slots of `slot_seconds` each, keyed by event time
+(the server's `timestamp`), so replaying a backlog limits exactly as live traffic
+would have. Each slot is a count-min sketch of `depth` rows by `width` counters, and
+a running total of all slots gives the estimate for the whole window with one
+lookup per row. When event time enters a new slot, the slot that leaves the window is
+subtracted from the total and cleared.
+
+A count-min sketch never underestimates. Its overestimate is at most
+`e / width * N` with probability `1 - exp(-depth)`, where N is the count of all keys
+in the window, so a key is dropped early only when the window holds very many events
+(about 41 extra per million with the default width of 65,536).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["SlidingWindowLimiter"]
+
+HASH_BITS = 16
+MAX_DEPTH = 64 // HASH_BITS
+
+
+class SlidingWindowLimiter:
+    """Counts events per key over a sliding event-time window and reports keys over a limit."""
+
+    def __init__(
+        self,
+        *,
+        window_seconds: int = 60,
+        slot_seconds: int = 5,
+        width_bits: int = HASH_BITS,
+        depth: int = 4,
+    ) -> None:
+        if window_seconds <= 0 or slot_seconds <= 0 or window_seconds % slot_seconds:
+            raise ValueError(
+                f"window_seconds ({window_seconds}) must be a positive multiple of slot_seconds ({slot_seconds})"
+            )
+        if not 1 <= depth <= MAX_DEPTH or not 8 <= width_bits <= HASH_BITS:
+            raise ValueError(f"depth must be 1 to {MAX_DEPTH} and width_bits 8 to {HASH_BITS}")
+        self.slot_ms = slot_seconds * 1000
+        self.slots = window_seconds // slot_seconds
+        self.depth = depth
+        self.width_bits = width_bits
+        self._mask = (1 << width_bits) - 1
+        self._ring = np.zeros((self.slots, depth, 1 << width_bits), dtype=np.uint32)
+        self._total = np.zeros((depth, 1 << width_bits), dtype=np.uint32)
+        self._rows = np.arange(depth)[:, None]
+        self._head: int | None = None
+
+    def admit(
+        self, keys: Sequence[str], timestamps_ms: Sequence[int], limit_of: Sequence[int]
+    ) -> list[bool]:
+        """Count each event and return, in order, whether it stays within its key's limit.
+
+        `limit_of[i]` is the limit for event i's key over the window. Every event is
+        counted, admitted or not, so a client that keeps sending stays limited.
+        Events older than the window are admitted and not counted.
+        """
+        count = len(keys)
+        if count == 0:
+            return []
+        slots = [timestamp // self.slot_ms for timestamp in timestamps_ms]
+        self._advance(max(slots))
+        oldest = self._head - self.slots + 1
+
+        distinct: dict[str, int] = {}
+        key_index = [distinct.setdefault(key, len(distinct)) for key in keys]
+        columns = self._columns(list(distinct))
+        prior = self._total[self._rows, columns].min(axis=0).tolist()
+
+        admitted = []
+        seen = [0] * len(distinct)
+        counted_keys, counted_slots = [], []
+        for index in range(count):
+            if slots[index] < oldest:
+                admitted.append(True)
+                continue
+            position = key_index[index]
+            seen[position] += 1
+            admitted.append(prior[position] + seen[position] <= limit_of[index])
+            counted_keys.append(position)
+            counted_slots.append(slots[index] % self.slots)
+
+        if counted_keys:
+            key_array = np.asarray(counted_keys)
+            slot_array = np.asarray(counted_slots)
+            event_columns = columns[:, key_array]
+            for row in range(self.depth):
+                np.add.at(self._ring, (slot_array, row, event_columns[row]), 1)
+                np.add.at(self._total[row], event_columns[row], 1)
+        return admitted
+
+    def estimate(self, key: str) -> int:
+        """Return the key's estimated count over the current window."""
+        columns = self._columns([key])
+        return int(self._total[self._rows, columns].min())
+
+    def _columns(self, keys: list[str]) -> np.ndarray:
+        # One 64-bit hash per key gives `depth` independent 16-bit columns.
+        # str hashes are randomised per process, which suits an in-memory sketch.
+        hashes = np.array([hash(key) & 0xFFFF_FFFF_FFFF_FFFF for key in keys], dtype=np.uint64)
+        shifts = (np.arange(self.depth, dtype=np.uint64) * np.uint64(HASH_BITS))[:, None]
+        return ((hashes[None, :] >> shifts) & np.uint64(self._mask)).astype(np.intp)
+
+    def _advance(self, slot: int) -> None:
+        if self._head is None:
+            self._head = slot
+            return
+        if slot <= self._head:
+            return
+        steps = min(slot - self._head, self.slots)
+        for number in range(self._head + 1, self._head + steps + 1):
+            expired = self._ring[number % self.slots]
+            self._total -= expired
+            expired[:] = 0
+        self._head = slot
