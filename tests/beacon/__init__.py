@@ -1,0 +1,1 @@
+"""Browser tests of the beacon t.js in Debian's Chromium."""

@@ -1,0 +1,1 @@
+"""End-to-end journeys across the platform and the onboarding guide."""
