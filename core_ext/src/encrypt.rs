@@ -60,6 +60,32 @@ fn cipher(key: &[u8]) -> Result<Aes256Gcm, CoreError> {
         .map_err(|_| CoreError::InvalidArgument(format!("key must be {KEY_LEN} bytes")))
 }
 
+/// Encrypts `plaintext` and returns the ciphertext followed by the 16-byte tag.
+pub fn gcm_seal(
+    key: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CoreError> {
+    cipher(key)?
+        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
+        .map_err(|_| CoreError::Codec("AES-GCM encryption failed".to_owned()))
+}
+
+/// Checks the tag of `sealed` (ciphertext then tag) and returns the plaintext.
+pub fn gcm_open(
+    key: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, CoreError> {
+    cipher(key)?.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad }).map_err(|_| {
+        CoreError::Decryption(
+            "d failed authentication: wrong key, key id or prefix, or altered bytes".to_owned(),
+        )
+    })
+}
+
 fn push_u16_len(plaintext: &mut Vec<u8>, what: &str, bytes: &[u8]) -> Result<(), CoreError> {
     let len = u16::try_from(bytes.len()).map_err(|_| {
         CoreError::Codec(format!("{what} is {} bytes, the maximum is 65535", bytes.len()))
@@ -115,12 +141,9 @@ pub fn seal(
             )));
         }
     }
-    let cipher = cipher(key)?;
     let plaintext = build_plaintext(destination, params, expires_at)?;
     let aad = associated_data(key_prefix, key_id);
-    let sealed = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plaintext, aad: &aad })
-        .map_err(|_| CoreError::Codec("AES-GCM encryption failed".to_owned()))?;
+    let sealed = gcm_seal(key, &nonce, &aad, &plaintext)?;
 
     let mut blob = Vec::with_capacity(2 + NONCE_LEN + sealed.len());
     blob.push(BLOB_VERSION);
@@ -234,19 +257,12 @@ fn parse_plaintext(plaintext: &[u8]) -> Option<(u64, Vec<(String, String)>, Stri
 /// Authenticates and decrypts a `d` value. The tag is checked before any
 /// plaintext is parsed; expiry is checked last.
 pub fn open(key: &[u8], d: &str, now: i64) -> Result<Opened, CoreError> {
-    let cipher = cipher(key)?;
     let (prefix, blob) = parse_d(d)?;
     let key_id = blob[1];
     let aad = associated_data(prefix, key_id);
-    let nonce = Nonce::from_slice(&blob[2..2 + NONCE_LEN]);
-    let plaintext = cipher
-        .decrypt(nonce, Payload { msg: &blob[2 + NONCE_LEN..], aad: &aad })
-        .map_err(|_| {
-            CoreError::Decryption(
-                "d failed authentication: wrong key, key id or prefix, or altered bytes"
-                    .to_owned(),
-            )
-        })?;
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&blob[2..2 + NONCE_LEN]);
+    let plaintext = gcm_open(key, &nonce, &aad, &blob[2 + NONCE_LEN..])?;
 
     let (expires_at, params, destination) = parse_plaintext(&plaintext).ok_or_else(|| {
         CoreError::Decryption("d plaintext is malformed after a valid tag".to_owned())
