@@ -62,23 +62,24 @@ class ProducerState:
 
 
 class _Ticket:
-    """The future of one submit call and how many of its parts are not durable yet."""
+    """The future shared by one or more submits and how many of its entries are not durable yet."""
 
-    __slots__ = ("events", "future", "remaining")
+    __slots__ = ("future", "remaining")
 
-    def __init__(self, parts: int, events: int) -> None:
+    def __init__(self, entries: int) -> None:
         self.future: Future[None] = Future()
-        self.remaining = parts
-        self.events = events
+        self.remaining = entries
 
 
 @dataclass(slots=True)
 class _Entry:
+    """Queued work for one partition: one encoded record batch, or single events to encode."""
+
     partition: int
     events: int
-    payload: bytes
-    single: bool
     ticket: _Ticket
+    batch: bytes | None = None
+    singles: list[bytes] | None = None
 
 
 class Producer:
@@ -101,6 +102,7 @@ class Producer:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._queue: deque[_Entry] = deque()
+        self._open_singles: dict[int, _Entry] = {}
         self._queued_events = 0
         self._signalled = False
         self._closing = False
@@ -170,12 +172,29 @@ class Producer:
     def submit_event(self, partition: int, event_json: bytes) -> Future[None]:
         """Queue one event JSON document; the future resolves once the event is durable.
 
-        Raises QueueFull when the queue holds `queue_events` events already.
+        Events submitted to one partition between two publish rounds share one
+        entry and one future, which keeps this call to a lock, a dict lookup
+        and a list append. Raises QueueFull when the queue holds
+        `queue_events` events already.
         """
         self._check_partition(partition)
-        ticket = _Ticket(1, 1)
-        self._enqueue([_Entry(partition, 1, bytes(event_json), True, ticket)], 1)
-        return ticket.future
+        event = bytes(event_json)
+        with self._lock:
+            self._check_room(1)
+            entry = self._open_singles.get(partition)
+            if entry is None:
+                entry = _Entry(partition, 0, _Ticket(1), singles=[])
+                self._open_singles[partition] = entry
+                self._queue.append(entry)
+            assert entry.singles is not None
+            entry.singles.append(event)
+            entry.events += 1
+            self._queued_events += 1
+            wake = not self._signalled
+            self._signalled = True
+        if wake:
+            self._signal()
+        return entry.ticket.future
 
     def submit_records(self, records: Sequence[tuple[int, int, bytes]]) -> Future[None]:
         """Queue encoded record batches as (partition, event count, batch); resolve when durable.
@@ -188,12 +207,22 @@ class Producer:
             if count < 0:
                 raise BrokerError(f"event count must be at least 0, got {count}")
             events += count
-        ticket = _Ticket(len(records), events)
+        ticket = _Ticket(len(records))
         if not records:
             ticket.future.set_result(None)
             return ticket.future
-        entries = [_Entry(p, count, bytes(batch), False, ticket) for p, count, batch in records]
-        self._enqueue(entries, events)
+        entries = [_Entry(p, count, ticket, batch=bytes(batch)) for p, count, batch in records]
+        with self._lock:
+            self._check_room(events)
+            for entry in entries:
+                # Later single events of this partition must queue behind this batch.
+                self._open_singles.pop(entry.partition, None)
+            self._queue.extend(entries)
+            self._queued_events += events
+            wake = not self._signalled
+            self._signalled = True
+        if wake:
+            self._signal()
         return ticket.future
 
     async def send_event(self, partition: int, event_json: bytes) -> None:
@@ -227,21 +256,15 @@ class Producer:
         if not 0 <= partition < self.broker.partitions:
             raise BrokerError(f"partition must be in 0..{self.broker.partitions - 1}, got {partition}")
 
-    def _enqueue(self, entries: list[_Entry], events: int) -> None:
-        with self._lock:
-            if self._closing or self._thread is None:
-                raise BrokerError("the producer is not running; call start() before submitting")
-            if self._queued_events + events > self.settings.queue_events:
-                raise QueueFull(
-                    f"the producer queue is full ({self._queued_events} of"
-                    f" {self.settings.queue_events} events); retry later"
-                )
-            self._queue.extend(entries)
-            self._queued_events += events
-            wake = not self._signalled
-            self._signalled = True
-        if wake:
-            self._signal()
+    def _check_room(self, events: int) -> None:
+        """Raise unless `events` more fit in the queue; the caller holds the lock."""
+        if self._closing or self._thread is None:
+            raise BrokerError("the producer is not running; call start() before submitting")
+        if self._queued_events + events > self.settings.queue_events:
+            raise QueueFull(
+                f"the producer queue is full ({self._queued_events} of"
+                f" {self.settings.queue_events} events); retry later"
+            )
 
     def _signal(self) -> None:
         loop, wakeup = self._loop, self._wakeup
@@ -314,6 +337,7 @@ class Producer:
             with self._lock:
                 entries = list(self._queue)
                 self._queue.clear()
+                self._open_singles.clear()
                 self._signalled = False
                 closing = self._closing
             if entries:
@@ -366,21 +390,14 @@ class Producer:
     def _encode(self, entries: list[_Entry]) -> list[bytes]:
         """Return the payloads in submission order, single events framed into record batches."""
         payloads: list[bytes] = []
-        pending: list[bytes] = []
         limit = self.settings.batch_events
         for entry in entries:
-            if entry.single:
-                pending.append(entry.payload)
-                if len(pending) >= limit:
-                    payloads.append(encode_record_batch(pending))
-                    pending = []
-            else:
-                if pending:
-                    payloads.append(encode_record_batch(pending))
-                    pending = []
-                payloads.append(entry.payload)
-        if pending:
-            payloads.append(encode_record_batch(pending))
+            if entry.batch is not None:
+                payloads.append(entry.batch)
+                continue
+            singles = entry.singles or []
+            for start in range(0, len(singles), limit):
+                payloads.append(encode_record_batch(singles[start : start + limit]))
         return payloads
 
     def _settle(self, entries: list[_Entry], error: BaseException | None) -> None:
