@@ -34,7 +34,7 @@ from tracker.errors import ConfigError
 from tracker.query.warm_store import COUNTS_SCHEMA, HOUR_MS, IDS_SCHEMA, PARAMS_SCHEMA, Manifest, WarmStore
 from tracker.settings import Env, load_env
 
-__all__ = ["WarmAggregator", "WarmAggregatorSettings"]
+__all__ = ["WarmAggregator", "WarmAggregatorSettings", "create_sink"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +51,18 @@ class WarmAggregatorSettings:
     @classmethod
     def from_env(cls, env: Env) -> WarmAggregatorSettings:
         """Build the settings; a bad value raises ConfigError naming the variable."""
-        data_dir = env.path("TRACKER_DATA_DIR", "data")
+        data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
         return cls(
             warm_dir=env.path("WARM_DIR", data_dir / "warm"),
             retention_days=env.int("WARM_RETENTION_DAYS", 30, minimum=1, maximum=3650),
             dedup_hours=env.int("WARM_DEDUP_HOURS", 48, minimum=1, maximum=24 * 30),
             compact_every_batches=env.int("WARM_COMPACT_EVERY_BATCHES", 64, minimum=1),
         )
+
+
+def create_sink(env: Env) -> WarmAggregator:
+    """Build the `warm-aggregator` sink from the environment (the consumer registry's factory)."""
+    return WarmAggregator(WarmAggregatorSettings.from_env(env))
 
 
 def _valid(event: Any) -> bool:

@@ -32,7 +32,12 @@ def build_router(settings: QuerySettings, plan_lookup: PlanLookup) -> Router:
             max_groups=settings.max_groups,
         )
     warm = WarmTier(settings.warm_dir, retention_days=settings.warm_retention_days, max_groups=settings.max_groups)
-    cold = ColdTier(settings.archive_uri, codec, max_groups=settings.max_groups)
+    cold = ColdTier(
+        settings.archive_uri,
+        codec,
+        storage_options=settings.archive_storage_options or None,
+        max_groups=settings.max_groups,
+    )
     return Router(hot, warm, cold, plan_lookup, max_query_hours=settings.max_query_hours)
 
 
