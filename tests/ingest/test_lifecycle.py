@@ -1,0 +1,152 @@
+"""Start-up failures, SIGTERM draining, kill -9 under load and a broker outage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.ingest.conftest import (
+    SERVE_COMMAND,
+    launch,
+    read_local_log,
+    server_env,
+    stop_server,
+)
+
+
+def run_serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        SERVE_COMMAND, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        cwd=env["TRACKER_DATA_DIR"],
+    )
+
+
+def test_port_in_use_exits_without_prompt(data_dir: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = run_serve(server_env(data_dir, port))
+
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Enter a different port" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "eighty"),
+        ("URL_MODE", "plain"),
+        ("ENCRYPTION_KEY", "abcd"),
+        ("ENCRYPTION_KEYS", "1:zz"),
+        ("TRUSTED_PROXIES", "10.0.0.0/99"),
+        ("MAX_BATCH_SIZE", "0"),
+    ],
+)
+def test_bad_setting_exits_2_naming_variable(data_dir: Path, variable, value):
+    env = server_env(data_dir, free_port(), **{variable: value})
+
+    result = run_serve(env)
+
+    assert result.returncode == 2
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def fire_postbacks(server, stop: threading.Event, accepted: list[str], failures: list[str]) -> None:
+    """Send /p until `stop` is set, recording the event id of every 2xx answer."""
+    while not stop.is_set():
+        try:
+            reply = server.get("/p?key_prefix=acme&load=1", timeout=5)
+        except OSError as error:
+            failures.append(type(error).__name__)
+            continue
+        if 200 <= reply.status < 300:
+            accepted.append(reply.json()["event_id"])
+        else:
+            failures.append(str(reply.status))
+
+
+def test_sigterm_drains_and_exits_0(tmp_path: Path):
+    server = launch(tmp_path / "data")
+    stop = threading.Event()
+    accepted: list[str] = []
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(8):
+            pool.submit(fire_postbacks, server, stop, accepted, failures)
+        time.sleep(1.0)
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(timeout=30)
+        stop.set()
+
+    stored = read_local_log(server.data_dir)
+    assert exit_code == 0
+    assert len(accepted) > 50
+    assert [event_id for event_id in accepted if event_id not in stored] == []
+    server.registry.close()
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_no_accepted_event(tmp_path: Path):
+    server = launch(tmp_path / "data", INGEST_PROCESSES="2")
+    stop = threading.Event()
+    accepted: list[str] = []
+    failures: list[str] = []
+    launcher_group = os.getpgid(server.process.pid)
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for _ in range(16):
+            pool.submit(fire_postbacks, server, stop, accepted, failures)
+        deadline = time.monotonic() + 20
+        while len(accepted) < 3000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Kill the launcher and every server process at once: nothing gets to drain.
+        for pid in [server.process.pid, *map(int, children)]:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        stop.set()
+    server.process.wait(timeout=10)
+
+    stored = read_local_log(server.data_dir)
+    assert launcher_group > 0
+    assert len(accepted) >= 1000
+    assert [event_id for event_id in accepted if event_id not in stored] == []
+    server.registry.close()
+
+
+def test_broker_down_spools_and_reports_503(tmp_path: Path):
+    unreachable = free_port()  # nothing listens here, so every connect is refused
+    server = launch(
+        tmp_path / "data",
+        BROKER="iggy",
+        IGGY_URL=f"127.0.0.1:{unreachable}",
+        IGGY_TIMEOUT_SECONDS="0.5",
+        BROKER_RECONNECT_SECONDS="60",
+    )
+    try:
+        replies = [server.get(f"/p?key_prefix=acme&n={index}") for index in range(20)]
+        broker_health = server.get("/health/broker")
+        health = server.get("/health").json()
+    finally:
+        exit_code = stop_server(server.process)
+        server.registry.close()
+
+    assert [reply.status for reply in replies] == [200] * 20
+    assert broker_health.status == 503
+    assert broker_health.json()["state"] == "spooling"
+    assert health["broker"] == {"backend": "iggy", "state": "spooling"}
+    assert health["spool_events"] >= 1
+    assert exit_code == 0
