@@ -37,6 +37,10 @@ from tracker.cli.serve import serve  # noqa: E402
 
 app.command("serve")(serve)
 
+from tracker.cli.sse import sse  # noqa: E402
+
+app.command("sse")(sse)
+
 from tracker.cli.tenants import tenants_app  # noqa: E402
 
 app.add_typer(tenants_app, name="tenants")

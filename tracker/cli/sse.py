@@ -1,0 +1,42 @@
+"""The `tracker sse` command: serve live events as Server-Sent Events."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+__all__ = ["sse"]
+
+
+def sse(
+    host: str = typer.Option(None, "--host", help="Address to listen on; overrides SSE_HOST (default 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", min=1, max=65535, help="TCP port; overrides SSE_PORT (default 3031)."),
+) -> None:
+    """Stream each tenant's live events at GET /events/stream until SIGTERM or SIGINT."""
+    import dataclasses
+
+    from tracker.broker import open_broker
+    from tracker.broker.settings import BrokerSettings
+    from tracker.registry.db import Registry
+    from tracker.settings import load_env
+    from tracker.sse.app import SseGateway
+    from tracker.sse.settings import SseSettings
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    env = load_env()
+    settings = SseSettings.from_env(env)
+    if host is not None:
+        settings = dataclasses.replace(settings, host=host)
+    if port is not None:
+        settings = dataclasses.replace(settings, port=port)
+    broker_settings = BrokerSettings.from_env(env)
+    data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
+    registry = Registry(
+        env.path("REGISTRY_PATH", data_dir / "registry.db"),
+        turso_url=env.str("TURSO_URL"),
+        turso_token=env.str("TURSO_AUTH_TOKEN"),
+    )
+    gateway = SseGateway(settings, open_broker(broker_settings), registry, admin_key=env.str("ADMIN_API_KEY"))
+    gateway.build_app().start(host=settings.host, port=settings.port, _check_port=False)
