@@ -296,7 +296,9 @@ def encrypted_cases() -> dict:
     stray = blob[:-1] + alphabet[last | 1] if len(blob) % 4 == 3 else blob[:-1] + alphabet[last | 3]
     version_two = seal_d(key, 1, nonce, "https://example.com/a", "acme", [], None, version=2)
     no_prefix = seal_d(key, 1, nonce, "https://example.com/a", None, [], None)
-    base = {"key": key.hex(), "keys": {"1": key.hex()}, "now": 1_800_000_000}
+    # Key id 2 maps to the same key bytes, so "wrong key id" fails on the
+    # associated data alone, not on a different key.
+    base = {"key": key.hex(), "keys": {"1": key.hex(), "2": key.hex()}, "now": 1_800_000_000}
     failures = [
         ("tampered byte", "acme." + b64url(bytes(flipped)), "DecryptionError"),
         ("wrong key id", "acme." + b64url(bytes(other_id)), "DecryptionError"),
