@@ -41,7 +41,10 @@ def sample_blob() -> bytes:
                 "accept_language": "en-US",
                 "request_path": "/t",
                 "request_host": "track.example.com",
-                "params": {"key_prefix": f"tenant{index % 40}", "campaign_id": f"camp_{index % 997}"},
+                "params": {
+                    "key_prefix": f"tenant{index % 40}",
+                    "campaign_id": f"camp_{index % 997}",
+                },
             }
         )
         for index in range(1000)
@@ -58,11 +61,15 @@ def open_database(path: Path, sync: str) -> sqlite3.Connection:
         "CREATE TABLE IF NOT EXISTS messages (partition INTEGER, msg_offset INTEGER, payload BLOB,"
         " PRIMARY KEY (partition, msg_offset))"
     )
-    connection.execute("CREATE TABLE IF NOT EXISTS log_state (partition INTEGER PRIMARY KEY, next_offset INTEGER)")
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS log_state (partition INTEGER PRIMARY KEY, next_offset INTEGER)"
+    )
     return connection
 
 
-def write(directory: str, layout: str, sync: str, writer: int, writers: int, commits: int, blob: bytes) -> None:
+def write(
+    directory: str, layout: str, sync: str, writer: int, writers: int, commits: int, blob: bytes
+) -> None:
     """Append `commits` blobs round-robin over this writer's partitions."""
     root = Path(directory)
     mine = [p for p in range(PARTITIONS) if p % writers == writer]
@@ -74,10 +81,14 @@ def write(directory: str, layout: str, sync: str, writer: int, writers: int, com
         partition = mine[index % len(mine)]
         connection = connections[partition]
         connection.execute("BEGIN IMMEDIATE")
-        row = connection.execute("SELECT next_offset FROM log_state WHERE partition = ?", (partition,)).fetchone()
+        row = connection.execute(
+            "SELECT next_offset FROM log_state WHERE partition = ?", (partition,)
+        ).fetchone()
         offset = 0 if row is None else row[0]
         connection.execute("INSERT INTO messages VALUES (?, ?, ?)", (partition, offset, blob))
-        connection.execute("INSERT OR REPLACE INTO log_state VALUES (?, ?)", (partition, offset + 1))
+        connection.execute(
+            "INSERT OR REPLACE INTO log_state VALUES (?, ?)", (partition, offset + 1)
+        )
         connection.execute("COMMIT")
 
 
@@ -85,7 +96,9 @@ def measure(layout: str, sync: str, writers: int, commits: int, blob: bytes) -> 
     """Return events/s of `writers` processes appending `commits` blobs each."""
     with tempfile.TemporaryDirectory() as directory:
         # Create the schema before the clock starts.
-        for path in [Path(directory) / "topic.db"] + [Path(directory) / f"p{p:04d}.db" for p in range(PARTITIONS)]:
+        for path in [Path(directory) / "topic.db"] + [
+            Path(directory) / f"p{p:04d}.db" for p in range(PARTITIONS)
+        ]:
             open_database(path, sync).close()
         context = multiprocessing.get_context("spawn")
         processes = [
@@ -106,7 +119,9 @@ def measure(layout: str, sync: str, writers: int, commits: int, blob: bytes) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writers", type=int, default=4, help="writer processes")
-    parser.add_argument("--commits", type=int, default=150, help="commits per writer, one blob each")
+    parser.add_argument(
+        "--commits", type=int, default=150, help="commits per writer, one blob each"
+    )
     arguments = parser.parse_args()
     blob = sample_blob()
     results = []

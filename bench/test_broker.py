@@ -62,7 +62,9 @@ def realistic_event(index: int) -> bytes:
 def batches() -> list[bytes]:
     """24 record batches of 1,000 distinct events each."""
     return [
-        encode_record_batch([realistic_event(b * EVENTS_PER_BATCH + i) for i in range(EVENTS_PER_BATCH)])
+        encode_record_batch(
+            [realistic_event(b * EVENTS_PER_BATCH + i) for i in range(EVENTS_PER_BATCH)]
+        )
         for b in range(BATCHES_PER_ROUND)
     ]
 
@@ -73,11 +75,15 @@ def events_per_second(benchmark: object, events: int) -> float:
 
 
 @pytest.mark.parametrize("sync", ["normal", "full"])
-def test_raw_sqlite_insert_baseline(benchmark, tmp_path: Path, batches: list[bytes], sync: str) -> None:
+def test_raw_sqlite_insert_baseline(
+    benchmark, tmp_path: Path, batches: list[bytes], sync: str
+) -> None:
     connection = sqlite3.connect(tmp_path / "raw.db", isolation_level=None)
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute(f"PRAGMA synchronous = {sync.upper()}")
-    connection.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, timestamp_ms INTEGER, payload BLOB)")
+    connection.execute(
+        "CREATE TABLE blobs (id INTEGER PRIMARY KEY, timestamp_ms INTEGER, payload BLOB)"
+    )
 
     def insert_round() -> None:
         connection.execute("BEGIN IMMEDIATE")
@@ -88,14 +94,21 @@ def test_raw_sqlite_insert_baseline(benchmark, tmp_path: Path, batches: list[byt
         connection.execute("COMMIT")
 
     benchmark.pedantic(insert_round, rounds=ROUNDS, iterations=1, warmup_rounds=2)
-    benchmark.extra_info["events_per_second"] = events_per_second(benchmark, BATCHES_PER_ROUND * EVENTS_PER_BATCH)
+    benchmark.extra_info["events_per_second"] = events_per_second(
+        benchmark, BATCHES_PER_ROUND * EVENTS_PER_BATCH
+    )
     connection.close()
 
 
 @pytest.fixture
-def local_log(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[LocalBroker, asyncio.AbstractEventLoop]]:
+def local_log(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[LocalBroker, asyncio.AbstractEventLoop]]:
     settings = BrokerSettings(
-        data_dir=tmp_path, partitions=BATCHES_PER_ROUND, local_sync=request.param, retention_interval_seconds=0
+        data_dir=tmp_path,
+        partitions=BATCHES_PER_ROUND,
+        local_sync=request.param,
+        retention_interval_seconds=0,
     )
     broker = LocalBroker(settings)
     loop = asyncio.new_event_loop()
@@ -113,7 +126,9 @@ def test_local_log_publish_one_partition(benchmark, local_log, batches: list[byt
         loop.run_until_complete(broker.publish("events", 0, batches))
 
     benchmark.pedantic(publish_round, rounds=ROUNDS, iterations=1, warmup_rounds=2)
-    benchmark.extra_info["events_per_second"] = events_per_second(benchmark, BATCHES_PER_ROUND * EVENTS_PER_BATCH)
+    benchmark.extra_info["events_per_second"] = events_per_second(
+        benchmark, BATCHES_PER_ROUND * EVENTS_PER_BATCH
+    )
 
 
 @pytest.mark.parametrize("local_log", ["normal", "full"], indirect=True)
@@ -121,13 +136,17 @@ def test_local_log_publish_all_partitions(benchmark, local_log, batches: list[by
     broker, loop = local_log
 
     async def publish_everywhere() -> None:
-        await asyncio.gather(*(broker.publish("events", p, [blob]) for p, blob in enumerate(batches)))
+        await asyncio.gather(
+            *(broker.publish("events", p, [blob]) for p, blob in enumerate(batches))
+        )
 
     def publish_round() -> None:
         loop.run_until_complete(publish_everywhere())
 
     benchmark.pedantic(publish_round, rounds=ROUNDS, iterations=1, warmup_rounds=2)
-    benchmark.extra_info["events_per_second"] = events_per_second(benchmark, BATCHES_PER_ROUND * EVENTS_PER_BATCH)
+    benchmark.extra_info["events_per_second"] = events_per_second(
+        benchmark, BATCHES_PER_ROUND * EVENTS_PER_BATCH
+    )
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -160,7 +179,11 @@ def test_sqlite_commit_latency_baseline(benchmark, tmp_path: Path, sync: str) ->
 @pytest.fixture
 def producer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Producer]:
     settings = BrokerSettings(
-        data_dir=tmp_path, partitions=24, local_sync=request.param, retention_interval_seconds=0, linger_ms=1.0
+        data_dir=tmp_path,
+        partitions=24,
+        local_sync=request.param,
+        retention_interval_seconds=0,
+        linger_ms=1.0,
     )
     started = Producer(LocalBroker(settings), settings)
     started.start()

@@ -58,7 +58,9 @@ def main(data_dir: Path, port: int) -> None:
 
     producer = Producer.from_settings(settings)
     producer.start()
-    futures = [producer.submit_event(i % 4, orjson.dumps({"event_id": f"u-{i}"})) for i in range(20)]
+    futures = [
+        producer.submit_event(i % 4, orjson.dumps({"event_id": f"u-{i}"})) for i in range(20)
+    ]
     for future in futures:
         future.result(timeout=30)
     state = producer.state()

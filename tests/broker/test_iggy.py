@@ -19,7 +19,9 @@ from tracker.broker.settings import BrokerSettings
 from tracker.errors import BrokerError, BrokerUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
-LIVE = pytest.mark.skipif(not os.environ.get("IGGY_URL"), reason="needs a live Iggy server at IGGY_URL")
+LIVE = pytest.mark.skipif(
+    not os.environ.get("IGGY_URL"), reason="needs a live Iggy server at IGGY_URL"
+)
 
 
 def test_unreachable_server_spools(data_dir: Path) -> None:
@@ -51,7 +53,12 @@ def test_unreachable_server_spools(data_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "message",
-    ["Cannot establish connection", "Connection reset by peer", "Disconnected", "request timed out"],
+    [
+        "Cannot establish connection",
+        "Connection reset by peer",
+        "Disconnected",
+        "request timed out",
+    ],
 )
 def test_connection_errors_are_unavailable(message: str) -> None:
     error = translate_error(RuntimeError(message), "send messages", "127.0.0.1:8090")
@@ -60,7 +67,9 @@ def test_connection_errors_are_unavailable(message: str) -> None:
     assert "127.0.0.1:8090" in str(error)
 
 
-@pytest.mark.parametrize("message", ["Invalid message payload size", "Topic not found", "Invalid partition id"])
+@pytest.mark.parametrize(
+    "message", ["Invalid message payload size", "Topic not found", "Invalid partition id"]
+)
 def test_other_errors_are_not_retryable(message: str) -> None:
     error = translate_error(RuntimeError(message), "send messages", "127.0.0.1:8090")
 
@@ -79,7 +88,7 @@ async def test_use_before_connect_is_unavailable() -> None:
 async def test_bad_partition_rejected_before_network() -> None:
     broker = IggyBroker(BrokerSettings(partitions=4))
 
-    with pytest.raises(BrokerError, match="partition must be in 0..3"):
+    with pytest.raises(BrokerError, match=r"partition must be in 0\.\.3"):
         await broker.publish("events", 4, [b"x"])
 
 

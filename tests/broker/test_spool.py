@@ -66,7 +66,9 @@ def remote_events(settings: BrokerSettings) -> dict[int, list[str]]:
             for partition in range(PARTITIONS):
                 messages = await broker.read(TOPIC_EVENTS, partition, 0, 100_000)
                 stored[partition] = [
-                    orjson.loads(event)["event_id"] for m in messages for event in decode_record_batch(m.payload)
+                    orjson.loads(event)["event_id"]
+                    for m in messages
+                    for event in decode_record_batch(m.payload)
                 ]
             return stored
         finally:
@@ -76,7 +78,12 @@ def remote_events(settings: BrokerSettings) -> dict[int, list[str]]:
 
 
 def submit(producer: Producer, labels: list[str]) -> None:
-    futures = [producer.submit_event(int(label.split("-")[1]) % PARTITIONS, orjson.dumps({"event_id": label})) for label in labels]
+    futures = [
+        producer.submit_event(
+            int(label.split("-")[1]) % PARTITIONS, orjson.dumps({"event_id": label})
+        )
+        for label in labels
+    ]
     for future in futures:
         future.result(timeout=10)
 
@@ -152,7 +159,7 @@ def test_spool_survives_producer_restart(settings: BrokerSettings) -> None:
     submit(producer, labels("r", 12))
     producer.close()
 
-    restarted, remote = make_producer(settings, down=False)
+    restarted, _ = make_producer(settings, down=False)
     restarted.start()
     try:
         state = restarted.state()

@@ -27,4 +27,6 @@ def open_broker(settings: BrokerSettings) -> Broker:
         from tracker.broker.noop import NoopBroker
 
         return NoopBroker(settings)
-    raise ConfigError("BROKER", f"expected one of {', '.join(BACKENDS)}, got {settings.backend[:50]!r}")
+    raise ConfigError(
+        "BROKER", f"expected one of {', '.join(BACKENDS)}, got {settings.backend[:50]!r}"
+    )

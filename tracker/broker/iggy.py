@@ -86,7 +86,9 @@ class IggyBroker(Broker):
         settings = self.settings
         config = iggy.TcpConfig(
             server_address=settings.iggy_url,
-            auto_login=iggy.AutoLogin.username_password(settings.iggy_username, settings.iggy_password),
+            auto_login=iggy.AutoLogin.username_password(
+                settings.iggy_username, settings.iggy_password
+            ),
             # A finite retry count, so a call fails instead of waiting forever while the server is down.
             reconnection=iggy.TcpReconnectionConfig(
                 enabled=True, max_retries=1, interval=datetime.timedelta(milliseconds=200)
@@ -128,17 +130,28 @@ class IggyBroker(Broker):
         await self._ensure_topic(topic)
         messages = [iggy.SendMessage(bytes(payload)) for payload in payloads]
         await self._call(
-            client.send_messages(self.stream, topic, iggy.Partitioning.partition_id(partition), messages),
+            client.send_messages(
+                self.stream, topic, iggy.Partitioning.partition_id(partition), messages
+            ),
             "send messages",
         )
 
-    async def poll(self, topic: str, group: str, partition: int, max_messages: int) -> list[Message]:
+    async def poll(
+        self, topic: str, group: str, partition: int, max_messages: int
+    ) -> list[Message]:
         """Return up to `max_messages` after the group's stored offset, oldest first."""
         return await self._poll(
-            topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Next(), max_messages, False
+            topic,
+            partition,
+            iggy.Consumer.Single(group),
+            iggy.PollingStrategy.Next(),
+            max_messages,
+            False,
         )
 
-    async def read(self, topic: str, partition: int, start: int, max_messages: int) -> list[Message]:
+    async def read(
+        self, topic: str, partition: int, start: int, max_messages: int
+    ) -> list[Message]:
         """Return up to `max_messages` from offset `start` on, without touching any offset."""
         if start < 0:
             raise BrokerError(f"start offset must be at least 0, got {start}")
@@ -156,10 +169,17 @@ class IggyBroker(Broker):
         if offset < 0:
             raise BrokerError(f"offset must be at least 0, got {offset}")
         polled = await self._poll(
-            topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Offset(offset), 1, True
+            topic,
+            partition,
+            iggy.Consumer.Single(group),
+            iggy.PollingStrategy.Offset(offset),
+            1,
+            True,
         )
         if not polled or polled[0].offset != offset:
-            raise BrokerError(f"cannot commit offset {offset} of {topic}/{partition}: no such message")
+            raise BrokerError(
+                f"cannot commit offset {offset} of {topic}/{partition}: no such message"
+            )
 
     async def committed(self, topic: str, group: str, partition: int) -> int | None:
         """Return the group's stored offset, derived from the next message the server returns.
@@ -231,7 +251,10 @@ class IggyBroker(Broker):
         record = orjson.dumps({"topic": topic, "group": group, "member": member, "action": action})
         await self._call(
             client.send_messages(
-                self.stream, TOPIC_GROUP_MEMBERS, iggy.Partitioning.partition_id(0), [iggy.SendMessage(record)]
+                self.stream,
+                TOPIC_GROUP_MEMBERS,
+                iggy.Partitioning.partition_id(0),
+                [iggy.SendMessage(record)],
             ),
             "send heartbeat",
         )

@@ -20,6 +20,7 @@ disk or on another process's write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sqlite3
@@ -32,6 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tracker.broker._sqlite import (
+    GROUPS_SCHEMA,
+    PARTITION_SCHEMA,
+    Database,
+    delete_expired,
+    delete_through,
+)
 from tracker.broker.base import Broker, Message
 from tracker.broker.settings import BrokerSettings
 from tracker.errors import BrokerError
@@ -44,35 +52,6 @@ T = TypeVar("T")
 
 # Topic and group names become file names and table keys.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-_PARTITION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    msg_offset INTEGER PRIMARY KEY,
-    timestamp_ms INTEGER NOT NULL,
-    events INTEGER NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log_state (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    next_offset INTEGER NOT NULL,
-    total_bytes INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO log_state (id, next_offset, total_bytes) VALUES (0, 0, 0);
-CREATE TABLE IF NOT EXISTS group_offsets (
-    group_name TEXT PRIMARY KEY,
-    committed INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
-"""
-
-_GROUPS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS members (
-    group_name TEXT NOT NULL,
-    member TEXT NOT NULL,
-    heartbeat_ms INTEGER NOT NULL,
-    PRIMARY KEY (group_name, member)
-);
-"""
 
 
 def record_batch_event_count(payload: bytes) -> int:
@@ -97,46 +76,6 @@ class PartitionStats:
     end_offset: int | None
 
 
-class _Database:
-    """One SQLite file with its connection, used by one thread at a time."""
-
-    def __init__(self, path: Path, schema: str, sync: str, busy_timeout_ms: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = threading.Lock()
-        self.connection = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-        )
-        self.connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self.connection.execute("PRAGMA journal_mode = WAL")
-        self.connection.execute(f"PRAGMA synchronous = {sync.upper()}")
-        with self.transaction():
-            for statement in filter(None, (s.strip() for s in schema.split(";"))):
-                self.connection.execute(statement)
-
-    def transaction(self) -> _Transaction:
-        """Return a context manager running `BEGIN IMMEDIATE ... COMMIT` (ROLLBACK on error)."""
-        return _Transaction(self.connection)
-
-    def close(self) -> None:
-        with self.lock:
-            self.connection.close()
-
-
-class _Transaction:
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.connection.execute("BEGIN IMMEDIATE")
-        return self.connection
-
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        if kind is None:
-            self.connection.execute("COMMIT")
-        else:
-            self.connection.execute("ROLLBACK")
-
-
 class LocalBroker(Broker):
     """The `local` backend: SQLite files under `settings.log_dir` (or an explicit `root`)."""
 
@@ -153,7 +92,7 @@ class LocalBroker(Broker):
         self._clock = clock
         self.partitions = settings.partitions
         self.root = Path(root) if root is not None else settings.log_dir
-        self._databases: dict[tuple[str, int], _Database] = {}
+        self._databases: dict[tuple[str, int], Database] = {}
         self._open_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -166,7 +105,9 @@ class LocalBroker(Broker):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise BrokerError(f"cannot create the local log directory {self.root}: {error}") from error
+            raise BrokerError(
+                f"cannot create the local log directory {self.root}: {error}"
+            ) from error
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.settings.local_threads, thread_name_prefix="local-log"
@@ -180,10 +121,8 @@ class LocalBroker(Broker):
         self._closed = True
         if self._retention_task is not None:
             self._retention_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._retention_task
-            except asyncio.CancelledError:
-                pass
             self._retention_task = None
         if self._executor is not None:
             executor, self._executor = self._executor, None
@@ -223,7 +162,9 @@ class LocalBroker(Broker):
         now = self._now_ms()
         size = sum(len(payload) for payload in payloads)
         with database.lock, database.transaction() as connection:
-            (first,) = connection.execute("SELECT next_offset FROM log_state WHERE id = 0").fetchone()
+            (first,) = connection.execute(
+                "SELECT next_offset FROM log_state WHERE id = 0"
+            ).fetchone()
             connection.executemany(
                 "INSERT INTO messages (msg_offset, timestamp_ms, events, payload) VALUES (?, ?, ?, ?)",
                 [
@@ -237,7 +178,9 @@ class LocalBroker(Broker):
             )
         return first + len(payloads) - 1
 
-    async def read(self, topic: str, partition: int, start: int, max_messages: int) -> list[Message]:
+    async def read(
+        self, topic: str, partition: int, start: int, max_messages: int
+    ) -> list[Message]:
         """Return up to `max_messages` from offset `start` on, outside any group."""
         self._check_partition(partition)
         if start < 0:
@@ -254,9 +197,13 @@ class LocalBroker(Broker):
                 " WHERE msg_offset >= ? ORDER BY msg_offset LIMIT ?",
                 (start, max_messages),
             ).fetchall()
-        return [Message(partition, offset, timestamp, payload) for offset, timestamp, payload in rows]
+        return [
+            Message(partition, offset, timestamp, payload) for offset, timestamp, payload in rows
+        ]
 
-    async def poll(self, topic: str, group: str, partition: int, max_messages: int) -> list[Message]:
+    async def poll(
+        self, topic: str, group: str, partition: int, max_messages: int
+    ) -> list[Message]:
         """Return up to `max_messages` after the group's committed offset, oldest first."""
         self._check_partition(partition)
         _check_name("group", group)
@@ -360,7 +307,8 @@ class LocalBroker(Broker):
                 (group, member, now),
             )
             connection.execute(
-                "DELETE FROM members WHERE group_name = ? AND heartbeat_ms < ?", (group, forget_before)
+                "DELETE FROM members WHERE group_name = ? AND heartbeat_ms < ?",
+                (group, forget_before),
             )
 
     async def leave_group(self, topic: str, group: str, member: str) -> None:
@@ -419,55 +367,15 @@ class LocalBroker(Broker):
         return deleted
 
     def _apply_retention(self, topic: str, partition: int, now_ms: int | None) -> int:
-        """Delete, in small transactions, the messages retention allows to go.
-
-        A message goes when every group that ever committed on the partition has
-        committed past it and it is older than the consumed-retention age, or
-        the partition is over its byte cap; or, whatever the groups, when it is
-        older than the maximum age.
-        """
-        settings = self.settings
+        """Delete expired messages of one partition, one small transaction at a time."""
         now = now_ms if now_ms is not None else self._now_ms()
         database = self._database(topic, partition)
         deleted = 0
         while True:
             with database.lock, database.transaction() as connection:
-                (consumed_through,) = connection.execute(
-                    "SELECT min(committed) FROM group_offsets"
-                ).fetchone()
-                (total_bytes,) = connection.execute(
-                    "SELECT total_bytes FROM log_state WHERE id = 0"
-                ).fetchone()
-                conditions = []
-                values: list[int] = []
-                over_size = False
-                if consumed_through is not None:
-                    consumed_before = now - int(settings.retention_consumed_seconds * 1000)
-                    over_size = 0 < settings.retention_max_bytes < total_bytes
-                    if over_size:
-                        conditions.append("msg_offset <= ?")
-                        values.append(consumed_through)
-                    else:
-                        conditions.append("(msg_offset <= ? AND timestamp_ms < ?)")
-                        values.extend((consumed_through, consumed_before))
-                if settings.retention_max_age_seconds > 0:
-                    conditions.append("timestamp_ms < ?")
-                    values.append(now - int(settings.retention_max_age_seconds * 1000))
-                if not conditions:
-                    return deleted
-                rows = connection.execute(
-                    "SELECT msg_offset, length(payload) FROM messages WHERE "
-                    + " OR ".join(conditions)
-                    + " ORDER BY msg_offset LIMIT ?",
-                    (*values, settings.retention_batch_rows),
-                ).fetchall()
-                if not rows:
-                    return deleted
-                if over_size:
-                    rows = _enough_to_free(rows, total_bytes - settings.retention_max_bytes)
-                # Delete a prefix only, so the log never gets a hole in the middle.
-                last = rows[-1][0]
-                count, size = _delete_through(connection, last)
+                count = delete_expired(connection, self.settings, now)
+            if count == 0:
+                return deleted
             deleted += count
 
     async def truncate(self, topic: str, partition: int, through: int) -> int:
@@ -478,7 +386,7 @@ class LocalBroker(Broker):
     def _truncate(self, topic: str, partition: int, through: int) -> int:
         database = self._database(topic, partition)
         with database.lock, database.transaction() as connection:
-            count, _ = _delete_through(connection, through)
+            count, _ = delete_through(connection, through)
         return count
 
     async def _retention_loop(self) -> None:
@@ -495,12 +403,17 @@ class LocalBroker(Broker):
                     )
                     continue
                 if deleted:
-                    logger.info("Local log retention deleted messages.", extra={"topic": topic, "messages": deleted})
+                    logger.info(
+                        "Local log retention deleted messages.",
+                        extra={"topic": topic, "messages": deleted},
+                    )
 
     def _topics(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(path.name for path in self.root.iterdir() if path.is_dir() and _NAME.match(path.name))
+        return sorted(
+            path.name for path in self.root.iterdir() if path.is_dir() and _NAME.match(path.name)
+        )
 
     # Plumbing.
 
@@ -520,7 +433,7 @@ class LocalBroker(Broker):
         if not 0 <= partition < self.partitions:
             raise BrokerError(f"partition must be in 0..{self.partitions - 1}, got {partition}")
 
-    def _database(self, topic: str, partition: int) -> _Database:
+    def _database(self, topic: str, partition: int) -> Database:
         key = (topic, partition)
         database = self._databases.get(key)
         if database is not None:
@@ -529,16 +442,16 @@ class LocalBroker(Broker):
         with self._open_lock:
             database = self._databases.get(key)
             if database is None:
-                database = _Database(
+                database = Database(
                     self.root / topic / _partition_file(partition),
-                    _PARTITION_SCHEMA,
+                    PARTITION_SCHEMA,
                     self.settings.local_sync,
                     self.settings.local_busy_timeout_ms,
                 )
                 self._databases[key] = database
         return database
 
-    def _groups(self, topic: str) -> _Database:
+    def _groups(self, topic: str) -> Database:
         key = (topic, -1)
         database = self._databases.get(key)
         if database is not None:
@@ -547,36 +460,14 @@ class LocalBroker(Broker):
         with self._open_lock:
             database = self._databases.get(key)
             if database is None:
-                database = _Database(
+                database = Database(
                     self.root / topic / "groups.db",
-                    _GROUPS_SCHEMA,
+                    GROUPS_SCHEMA,
                     self.settings.local_sync,
                     self.settings.local_busy_timeout_ms,
                 )
                 self._databases[key] = database
         return database
-
-
-def _enough_to_free(rows: list[tuple[int, int]], excess: int) -> list[tuple[int, int]]:
-    """Return the shortest prefix of (offset, size) rows whose sizes add up to `excess`."""
-    freed = 0
-    for index, (_, size) in enumerate(rows):
-        freed += size
-        if freed >= excess:
-            return rows[: index + 1]
-    return rows
-
-
-def _delete_through(connection: sqlite3.Connection, through: int) -> tuple[int, int]:
-    """Delete messages up to offset `through` inside the caller's transaction; return (count, bytes)."""
-    size = connection.execute(
-        "SELECT coalesce(sum(length(payload)), 0) FROM messages WHERE msg_offset <= ?", (through,)
-    ).fetchone()[0]
-    count = connection.execute("DELETE FROM messages WHERE msg_offset <= ?", (through,)).rowcount
-    connection.execute(
-        "UPDATE log_state SET total_bytes = max(total_bytes - ?, 0) WHERE id = 0", (size,)
-    )
-    return count, size
 
 
 def _partition_file(partition: int) -> str:

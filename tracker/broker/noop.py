@@ -33,7 +33,9 @@ class NoopBroker(Broker):
         """Count the payloads and drop them."""
         self.published_messages += len(payloads)
 
-    async def poll(self, topic: str, group: str, partition: int, max_messages: int) -> list[Message]:
+    async def poll(
+        self, topic: str, group: str, partition: int, max_messages: int
+    ) -> list[Message]:
         """Return no messages."""
         return []
 
@@ -48,7 +50,9 @@ class NoopBroker(Broker):
         """Return None: every partition is empty."""
         return None
 
-    async def read(self, topic: str, partition: int, start: int, max_messages: int) -> list[Message]:
+    async def read(
+        self, topic: str, partition: int, start: int, max_messages: int
+    ) -> list[Message]:
         """Return no messages."""
         return []
 

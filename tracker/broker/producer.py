@@ -125,7 +125,9 @@ class Producer:
         """Build a producer on the configured backend, with a spool when the broker is remote."""
         from tracker.broker import open_broker
 
-        spool = LocalBroker(settings, root=settings.spool_dir) if settings.backend == "iggy" else None
+        spool = (
+            LocalBroker(settings, root=settings.spool_dir) if settings.backend == "iggy" else None
+        )
         return cls(open_broker(settings), settings, topic=topic, spool=spool)
 
     # Lifecycle.
@@ -254,7 +256,9 @@ class Producer:
 
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self.broker.partitions:
-            raise BrokerError(f"partition must be in 0..{self.broker.partitions - 1}, got {partition}")
+            raise BrokerError(
+                f"partition must be in 0..{self.broker.partitions - 1}, got {partition}"
+            )
 
     def _check_room(self, events: int) -> None:
         """Raise unless `events` more fit in the queue; the caller holds the lock."""
@@ -312,7 +316,9 @@ class Producer:
         except BrokerUnavailable as error:
             if self.spool is None:
                 raise
-            logger.warning("Broker unreachable at start; spooling events.", extra={"error": str(error)})
+            logger.warning(
+                "Broker unreachable at start; spooling events.", extra={"error": str(error)}
+            )
             self._spooling = True
         if self._spool_messages:
             self._spooling = True
@@ -332,7 +338,11 @@ class Producer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if linger > 0 and not self._closing and self._queued_events < self.settings.batch_events:
+            if (
+                linger > 0
+                and not self._closing
+                and self._queued_events < self.settings.batch_events
+            ):
                 await asyncio.sleep(linger)
             with self._lock:
                 entries = list(self._queue)
@@ -379,7 +389,9 @@ class Producer:
                 if self.spool is None:
                     raise
                 if not self._spooling:
-                    logger.warning("Broker unreachable; spooling events.", extra={"error": str(error)})
+                    logger.warning(
+                        "Broker unreachable; spooling events.", extra={"error": str(error)}
+                    )
                 self._spooling = True
         assert self.spool is not None
         await self.spool.publish(self.topic, partition, payloads)
@@ -455,7 +467,9 @@ class Producer:
                 return 0
             self._connected = True
         sent = 0
-        for partition in await spool.assigned_partitions(self.topic, FORWARDER_GROUP, self.member_id):
+        for partition in await spool.assigned_partitions(
+            self.topic, FORWARDER_GROUP, self.member_id
+        ):
             while True:
                 async with self._route_lock:
                     moved = await self._forward_chunk(spool, partition)

@@ -71,7 +71,9 @@ class BrokerSettings:
             local_busy_timeout_ms=env.int("LOCAL_LOG_BUSY_TIMEOUT_MS", 30_000, minimum=0),
             local_threads=env.int("LOCAL_LOG_THREADS", 4, minimum=1, maximum=64),
             session_timeout_seconds=env.float("BROKER_SESSION_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-            retention_consumed_seconds=env.float("LOCAL_LOG_RETENTION_SECONDS", 3600.0, minimum=0.0),
+            retention_consumed_seconds=env.float(
+                "LOCAL_LOG_RETENTION_SECONDS", 3600.0, minimum=0.0
+            ),
             retention_max_age_seconds=env.float(
                 "LOCAL_LOG_MAX_AGE_SECONDS", 7 * 86400.0, minimum=0.0
             ),
@@ -95,4 +97,6 @@ def _check_host_port(variable: str, value: str) -> None:
     """Raise ConfigError unless `value` reads as host:port with a port in 1..65535."""
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(variable, f"expected host:port such as 127.0.0.1:8090, got {value[:50]!r}")
+        raise ConfigError(
+            variable, f"expected host:port such as 127.0.0.1:8090, got {value[:50]!r}"
+        )

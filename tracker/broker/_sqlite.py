@@ -1,0 +1,147 @@
+"""SQLite plumbing of the local log: schemas, one connection per file, retention deletes."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from tracker.broker.settings import BrokerSettings
+
+__all__ = ["GROUPS_SCHEMA", "PARTITION_SCHEMA", "Database", "delete_expired", "delete_through"]
+
+PARTITION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    msg_offset INTEGER PRIMARY KEY,
+    timestamp_ms INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_state (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    next_offset INTEGER NOT NULL,
+    total_bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO log_state (id, next_offset, total_bytes) VALUES (0, 0, 0);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_name TEXT PRIMARY KEY,
+    committed INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"""
+
+GROUPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS members (
+    group_name TEXT NOT NULL,
+    member TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_name, member)
+);
+"""
+
+
+class Database:
+    """One SQLite file with its connection, used by one thread at a time."""
+
+    def __init__(self, path: Path, schema: str, sync: str, busy_timeout_ms: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.connection = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        self.connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self.connection.execute(f"PRAGMA synchronous = {sync.upper()}")
+        with self.transaction():
+            for statement in filter(None, (s.strip() for s in schema.split(";"))):
+                self.connection.execute(statement)
+
+    def transaction(self) -> _Transaction:
+        """Return a context manager running `BEGIN IMMEDIATE ... COMMIT` (ROLLBACK on error)."""
+        return _Transaction(self.connection)
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self.connection
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is None:
+            self.connection.execute("COMMIT")
+        else:
+            self.connection.execute("ROLLBACK")
+
+
+def delete_expired(connection: sqlite3.Connection, settings: BrokerSettings, now_ms: int) -> int:
+    """Delete up to `retention_batch_rows` expired messages inside the caller's transaction.
+
+    A message expires when every group that ever committed on the partition
+    has committed past it and it is older than `retention_consumed_seconds`,
+    or the partition is over `retention_max_bytes`; or, whatever the groups,
+    when it is older than `retention_max_age_seconds`. Returns how many went.
+    """
+    (consumed_through,) = connection.execute("SELECT min(committed) FROM group_offsets").fetchone()
+    (total_bytes,) = connection.execute("SELECT total_bytes FROM log_state WHERE id = 0").fetchone()
+    conditions = []
+    values: list[int] = []
+    over_size = False
+    if consumed_through is not None:
+        over_size = 0 < settings.retention_max_bytes < total_bytes
+        if over_size:
+            conditions.append("msg_offset <= ?")
+            values.append(consumed_through)
+        else:
+            conditions.append("(msg_offset <= ? AND timestamp_ms < ?)")
+            values.extend(
+                (consumed_through, now_ms - int(settings.retention_consumed_seconds * 1000))
+            )
+    if settings.retention_max_age_seconds > 0:
+        conditions.append("timestamp_ms < ?")
+        values.append(now_ms - int(settings.retention_max_age_seconds * 1000))
+    if not conditions:
+        return 0
+
+    rows = connection.execute(
+        "SELECT msg_offset, length(payload) FROM messages WHERE "
+        + " OR ".join(conditions)
+        + " ORDER BY msg_offset LIMIT ?",
+        (*values, settings.retention_batch_rows),
+    ).fetchall()
+    if not rows:
+        return 0
+    if over_size:
+        rows = _enough_to_free(rows, total_bytes - settings.retention_max_bytes)
+
+    # Delete a prefix only, so the log never gets a hole in the middle.
+    count, _ = delete_through(connection, rows[-1][0])
+    return count
+
+
+def _enough_to_free(rows: list[tuple[int, int]], excess: int) -> list[tuple[int, int]]:
+    """Return the shortest prefix of (offset, size) rows whose sizes add up to `excess`."""
+    freed = 0
+    for index, (_, size) in enumerate(rows):
+        freed += size
+        if freed >= excess:
+            return rows[: index + 1]
+    return rows
+
+
+def delete_through(connection: sqlite3.Connection, through: int) -> tuple[int, int]:
+    """Delete messages up to offset `through` inside the caller's transaction; return (count, bytes)."""
+    size = connection.execute(
+        "SELECT coalesce(sum(length(payload)), 0) FROM messages WHERE msg_offset <= ?", (through,)
+    ).fetchone()[0]
+    count = connection.execute("DELETE FROM messages WHERE msg_offset <= ?", (through,)).rowcount
+    connection.execute(
+        "UPDATE log_state SET total_bytes = max(total_bytes - ?, 0) WHERE id = 0", (size,)
+    )
+    return count, size
