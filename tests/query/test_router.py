@@ -121,3 +121,10 @@ async def test_non_hour_zone_equal_hot_cold(hot: HotTier, cold: ColdTier) -> Non
     hot_result, cold_result = await hot.stats(query), await cold.stats(query)
     assert hot_result.rows == cold_result.rows
     assert hot_result.rows[0]["hour"].endswith(":00")
+
+
+async def test_cold_timeout_is_query_error(cold_uri: str, codec: Any) -> None:
+    tier = ColdTier(cold_uri, codec, timeout_seconds=0.001)
+    with pytest.raises(QueryError) as error:
+        await tier.stats(StatsQuery(EventFilter("alpha", BASE_MS, BASE_MS + SPAN_MS), ("param:sub1", "hour")))
+    assert error.value.code == "query_timeout"

@@ -13,7 +13,8 @@ import asyncio
 import datetime
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import datafusion
 import polars as pl
@@ -57,6 +58,8 @@ EVENT_FIELDS = (
 )
 DAY_MS = 86_400_000
 
+T = TypeVar("T")
+
 
 def _days(start_ms: int, end_ms: int) -> list[str]:
     """Return the UTC dates of [start_ms, end_ms), one day wider on each side.
@@ -93,11 +96,23 @@ class ColdTier:
         *,
         storage_options: dict[str, str] | None = None,
         max_groups: int = 10_000,
+        timeout_seconds: float = 30.0,
     ) -> None:
+        self._timeout = timeout_seconds
         self._uri = table_uri
         self._codec = cursor_codec
         self._storage_options = storage_options
         self._max_groups = max_groups
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking DataFusion call in a worker thread, bounded by the query timeout."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(function, *args), self._timeout)
+        except TimeoutError:
+            # NOTE: the worker thread cannot be cancelled and finishes its scan in the background.
+            raise QueryError(
+                "query_timeout", "", f"the query ran longer than {self._timeout:g} s: narrow the time range"
+            ) from None
 
     def _table(self) -> DeltaTable | None:
         """Open the newest table version; None before the archiver wrote anything."""
@@ -138,7 +153,7 @@ class ColdTier:
 
     async def freshness(self, tenant: str | None = None) -> int | None:
         """Return the newest event timestamp in the table, from the Delta file statistics."""
-        return await asyncio.to_thread(self._freshness_sync)
+        return await self._in_thread(self._freshness_sync)
 
     def _freshness_sync(self) -> int | None:
         table = self._table()
@@ -150,7 +165,7 @@ class ColdTier:
         return pc.max(actions["max.timestamp"]).as_py()
 
     async def stats(self, query: StatsQuery) -> StatsResult:
-        return await asyncio.to_thread(self._stats_sync, query)
+        return await self._in_thread(self._stats_sync, query)
 
     def _stats_sync(self, query: StatsQuery) -> StatsResult:
         started = time.perf_counter()
@@ -199,7 +214,7 @@ class ColdTier:
         return error
 
     async def events(self, query: EventsQuery) -> EventsPage:
-        return await asyncio.to_thread(self._events_sync, query)
+        return await self._in_thread(self._events_sync, query)
 
     def _events_sync(self, query: EventsQuery) -> EventsPage:
         table = self._table()
@@ -224,7 +239,7 @@ class ColdTier:
         return EventsPage(events, next_cursor, self.name, self._freshness_sync())
 
     async def match(self, query: MatchQuery) -> MatchResult:
-        return await asyncio.to_thread(self._match_sync, query)
+        return await self._in_thread(self._match_sync, query)
 
     def _match_sync(self, query: MatchQuery) -> MatchResult:
         started = time.perf_counter()

@@ -37,6 +37,7 @@ def build_router(settings: QuerySettings, plan_lookup: PlanLookup) -> Router:
         codec,
         storage_options=settings.archive_storage_options or None,
         max_groups=settings.max_groups,
+        timeout_seconds=settings.query_timeout_seconds,
     )
     return Router(hot, warm, cold, plan_lookup, max_query_hours=settings.max_query_hours)
 
