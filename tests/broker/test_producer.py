@@ -283,3 +283,18 @@ def test_start_fails_when_log_unusable(tmp_path: Path) -> None:
 
     with pytest.raises(BrokerError, match="cannot create the local log directory"):
         producer.start()
+
+
+async def test_cancelled_waiter_leaves_others_waiting(producer: Producer) -> None:
+    first = producer.submit_event(0, event("shared-1"))
+    second = producer.submit_event(0, event("shared-2"))
+    impatient = asyncio.ensure_future(asyncio.wrap_future(first))
+    patient = asyncio.ensure_future(asyncio.wrap_future(second))
+
+    impatient.cancel()
+    await asyncio.sleep(0)
+    await asyncio.wait_for(patient, timeout=10)
+
+    assert patient.exception() is None
+    assert not second.cancelled()
+    assert first.result(timeout=10) is None

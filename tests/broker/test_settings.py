@@ -106,3 +106,10 @@ async def test_noop_drops_everything() -> None:
     assert await broker.end_offset("events", 0) is None
     assert await broker.assigned_partitions("events", "g", "m") == []
     assert await broker.healthy() is True
+
+
+async def test_noop_connect_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="tracker.broker.noop"):
+        await NoopBroker(BrokerSettings()).connect()
+
+    assert "every published event is dropped" in caplog.text

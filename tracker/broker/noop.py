@@ -1,17 +1,20 @@
 """The `noop` backend: accepts every publish and drops it, for benchmarks only.
 
-Nothing published here can ever be read back, so `tracker serve` logs a
-warning when it runs on this backend; it is never chosen as a fallback.
+Nothing published here can ever be read back, so connecting logs a warning;
+`open_broker` returns this backend only when `BROKER=noop`, never as a fallback.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from tracker.broker.base import Broker, Message
 from tracker.broker.settings import BrokerSettings
 
 __all__ = ["NoopBroker"]
+
+logger = logging.getLogger(__name__)
 
 
 class NoopBroker(Broker):
@@ -24,7 +27,8 @@ class NoopBroker(Broker):
         self.published_messages = 0
 
     async def connect(self) -> None:
-        """Do nothing: there is nothing to connect to."""
+        """Log a warning that every published event will be dropped."""
+        logger.warning("Broker backend is noop: every published event is dropped.")
 
     async def close(self) -> None:
         """Do nothing: there is nothing to release."""

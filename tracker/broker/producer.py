@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tracker._core import encode_record_batch
 from tracker.broker.base import TOPIC_EVENTS, Broker
@@ -68,6 +68,9 @@ class _Ticket:
 
     def __init__(self, entries: int) -> None:
         self.future: Future[None] = Future()
+        # A running future ignores cancel(), so one caller that stops waiting (asyncio.wrap_future
+        # cancels its source) cannot cancel the future other submits share.
+        self.future.set_running_or_notify_cancel()
         self.remaining = entries
 
 
@@ -125,9 +128,11 @@ class Producer:
         """Build a producer on the configured backend, with a spool when the broker is remote."""
         from tracker.broker import open_broker
 
-        spool = (
-            LocalBroker(settings, root=settings.spool_dir) if settings.backend == "iggy" else None
-        )
+        spool = None
+        if settings.backend == "iggy":
+            # Retention stays off in the spool: only the forwarder deletes, after the broker acknowledged.
+            spool_settings = replace(settings, retention_interval_seconds=0.0)
+            spool = LocalBroker(spool_settings, root=settings.spool_dir)
         return cls(open_broker(settings), settings, topic=topic, spool=spool)
 
     # Lifecycle.
