@@ -15,6 +15,7 @@ __all__ = [
     "MAX_FIELD_LEN",
     "MAX_PARAMS",
     "MAX_VALUE_LEN",
+    "STRING_FIELDS",
     "event_problem",
     "hour_of",
 ]
