@@ -73,3 +73,7 @@ def main() -> None:
             error.show()
             raise SystemExit(error.exit_code) from None
         raise
+
+
+if __name__ == "__main__":
+    main()
