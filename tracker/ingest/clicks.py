@@ -128,7 +128,9 @@ def _resolve_encrypted(query: Query, settings: IngestSettings, cache: RegistryCa
     destination = _check_destination(decrypted.destination)
 
     if key_prefix is None:
-        key_prefix = decrypted.key_prefix or query.required("key_prefix")
+        # A global blob names its tenant in its sealed params, or else in a visible one.
+        sealed_prefix = dict(decrypted.params).get("key_prefix")
+        key_prefix = sealed_prefix or query.required("key_prefix")
         require_tenant(cache, key_prefix)
 
     # Params sealed in the blob win over visible ones of the same name.
