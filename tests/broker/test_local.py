@@ -355,3 +355,40 @@ async def test_truncate_removes_prefix(broker: LocalBroker) -> None:
 
 async def test_healthy_when_directory_writable(broker: LocalBroker) -> None:
     assert await broker.healthy() is True
+
+
+async def test_lease_has_one_owner(settings: BrokerSettings) -> None:
+    clock = FakeClock()
+    broker = LocalBroker(settings, clock=clock)
+    await broker.connect()
+    try:
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "a", 30) is True
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "b", 30) is False
+        assert await broker.acquire_lease(TOPIC_EVENTS, 1, "forwarder", "b", 30) is True
+
+        clock.now += 20
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "a", 30) is True  # renewed
+        clock.now += 20
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "b", 30) is False
+
+        clock.now += 11  # a's renewed lease has expired
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "b", 30) is True
+
+        await broker.release_lease(TOPIC_EVENTS, 0, "forwarder", "a")  # not a's any more
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "a", 30) is False
+        await broker.release_lease(TOPIC_EVENTS, 0, "forwarder", "b")
+        assert await broker.acquire_lease(TOPIC_EVENTS, 0, "forwarder", "a", 30) is True
+    finally:
+        await broker.close()
+
+
+async def test_lease_shared_across_brokers(settings: BrokerSettings) -> None:
+    first, second = LocalBroker(settings), LocalBroker(settings)
+    await first.connect()
+    await second.connect()
+    try:
+        assert await first.acquire_lease(TOPIC_EVENTS, 2, "forwarder", "a", 30) is True
+        assert await second.acquire_lease(TOPIC_EVENTS, 2, "forwarder", "b", 30) is False
+    finally:
+        await first.close()
+        await second.close()

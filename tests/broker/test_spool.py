@@ -8,6 +8,7 @@ Iggy, which does not run in this test environment.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -239,6 +240,40 @@ def test_two_producers_share_spool(settings: BrokerSettings) -> None:
         for prefix in ("p", "q"):
             mine = [label for label in stored[partition] if label.startswith(prefix)]
             assert mine == [f"{prefix}-{i}" for i in range(partition, 20, PARTITIONS)]
+
+
+def test_concurrent_forwarders_send_once(settings: BrokerSettings) -> None:
+    first, remote_a = make_producer(settings, down=True)
+    second, remote_b = make_producer(settings, down=True)
+    first.start()
+    second.start()
+    try:
+        submit(first, labels("s", 400))
+        remote_a.down = remote_b.down = False
+
+        results: list[int] = []
+        threads = [
+            threading.Thread(target=lambda p=p: results.append(p.forward_now()))
+            for p in (first, second)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        first.forward_now()
+        second.forward_now()
+
+        assert first.state().spool_events == 0
+    finally:
+        first.close()
+        second.close()
+
+    stored = remote_events(settings)
+    everything = [label for ids in stored.values() for label in ids]
+    assert len(everything) == 400
+    assert sorted(everything) == sorted(labels("s", 400))
+    for partition in range(PARTITIONS):
+        assert stored[partition] == [f"s-{i}" for i in range(partition, 400, PARTITIONS)]
 
 
 @pytest.mark.parametrize("count", [1, 250])

@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS log_state (
     total_bytes INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO log_state (id, next_offset, total_bytes) VALUES (0, 0, 0);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS group_offsets (
     group_name TEXT PRIMARY KEY,
     committed INTEGER NOT NULL,

@@ -354,6 +354,49 @@ class LocalBroker(Broker):
         index = members.index(member)
         return [p for p in range(self.partitions) if p % len(members) == index]
 
+    # Leases: one owner at a time per partition and lease name, across processes.
+
+    async def acquire_lease(
+        self, topic: str, partition: int, name: str, owner: str, seconds: float
+    ) -> bool:
+        """Take or renew the lease `name` on a partition for `seconds`; return whether `owner` holds it.
+
+        The lease is free when nobody took it, its owner released it, or it expired.
+        """
+        self._check_partition(partition)
+        _check_name("lease", name)
+        _check_member(owner)
+        return await self._run(self._acquire_lease, topic, partition, name, owner, seconds)
+
+    def _acquire_lease(
+        self, topic: str, partition: int, name: str, owner: str, seconds: float
+    ) -> bool:
+        database = self._database(topic, partition)
+        now = self._now_ms()
+        with database.lock, database.transaction() as connection:
+            row = connection.execute(
+                "SELECT owner, expires_ms FROM leases WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return False
+            connection.execute(
+                "INSERT INTO leases (name, owner, expires_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires_ms = excluded.expires_ms",
+                (name, owner, now + int(seconds * 1000)),
+            )
+        return True
+
+    async def release_lease(self, topic: str, partition: int, name: str, owner: str) -> None:
+        """Give up the lease `name` if `owner` holds it."""
+        self._check_partition(partition)
+        await self._run(self._release_lease, topic, partition, name, owner)
+
+    def _release_lease(self, topic: str, partition: int, name: str, owner: str) -> None:
+        database = self._database(topic, partition)
+        with database.lock, database.transaction() as connection:
+            connection.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
     # Retention.
 
     async def apply_retention(self, topic: str, now_ms: int | None = None) -> int:

@@ -14,8 +14,9 @@ Order: events of one partition are published in submission order. While the
 spool holds messages, new events go to the spool too, so the forwarder sends
 them to the broker in order once it is back.
 
-Several processes may share one spool directory: each producer joins the
-spool's forwarding group and forwards only the spool partitions assigned to it.
+Several processes may share one spool directory: a producer forwards a spool
+partition only while it holds that partition's forwarder lease, so two
+processes never forward the same partition at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ __all__ = ["FORWARDER_GROUP", "Producer", "ProducerState"]
 logger = logging.getLogger(__name__)
 
 FORWARDER_GROUP = "spool-forwarder"
+_FORWARDER_LEASE = "forwarder"
+_FORWARDER_LEASE_SECONDS = 60.0
 _FORWARD_CHUNK = 100
 
 
@@ -306,9 +309,6 @@ class Producer:
                 forwarder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await forwarder
-            if self.spool is not None:
-                with contextlib.suppress(BrokerError):
-                    await self.spool.leave_group(self.topic, FORWARDER_GROUP, self.member_id)
             await self._close_backends()
 
     async def _open(self) -> None:
@@ -454,7 +454,7 @@ class Producer:
         return future.result(timeout)
 
     async def forward_spool(self) -> int:
-        """Send this member's spool partitions to the broker in order; return messages sent.
+        """Send the spool to the broker in per-partition order; return how many messages went.
 
         Messages leave the spool only after the broker acknowledged them. A
         crash between the two steps sends them again, which consumers absorb
@@ -463,7 +463,6 @@ class Producer:
         spool = self.spool
         if spool is None:
             return 0
-        await spool.join_group(self.topic, FORWARDER_GROUP, self.member_id)
         if not self._connected:
             try:
                 await self.broker.connect()
@@ -471,16 +470,12 @@ class Producer:
                 await self._refresh_spool_size()
                 return 0
             self._connected = True
+
         sent = 0
-        for partition in await spool.assigned_partitions(
-            self.topic, FORWARDER_GROUP, self.member_id
-        ):
-            while True:
-                async with self._route_lock:
-                    moved = await self._forward_chunk(spool, partition)
-                if moved == 0:
-                    break
-                sent += moved
+        for partition in range(spool.partitions):
+            if (await spool.stats(self.topic, partition)).messages:
+                sent += await self._forward_partition(spool, partition)
+
         await self._refresh_spool_size()
         if self._spool_messages == 0 and self._spooling:
             async with self._route_lock:
@@ -489,6 +484,24 @@ class Producer:
                     self._spooling = False
                     logger.info("Spool forwarded; publishing to the broker again.")
         return sent
+
+    async def _forward_partition(self, spool: LocalBroker, partition: int) -> int:
+        """Forward one spool partition under its lease; return how many messages went."""
+        lease = (self.topic, partition, _FORWARDER_LEASE, self.member_id)
+        if not await spool.acquire_lease(*lease, _FORWARDER_LEASE_SECONDS):
+            return 0  # another process is forwarding this partition
+        sent = 0
+        try:
+            while True:
+                async with self._route_lock:
+                    moved = await self._forward_chunk(spool, partition)
+                if moved == 0:
+                    return sent
+                sent += moved
+                if not await spool.acquire_lease(*lease, _FORWARDER_LEASE_SECONDS):
+                    return sent  # the lease expired and another process took over
+        finally:
+            await spool.release_lease(*lease)
 
     async def _forward_chunk(self, spool: LocalBroker, partition: int) -> int:
         messages = await spool.poll(self.topic, FORWARDER_GROUP, partition, _FORWARD_CHUNK)
