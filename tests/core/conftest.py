@@ -43,12 +43,13 @@ REQUEST = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def limits() -> _core.EventLimits:
     return _core.EventLimits()
 
 
-@pytest.fixture
+# Both are immutable, so one instance serves every test and every Hypothesis example.
+@pytest.fixture(scope="session")
 def parser(limits: _core.EventLimits) -> _core.BatchParser:
     return _core.BatchParser(
         limits=limits,
