@@ -1,0 +1,34 @@
+"""An empty Robyn handler on PORT, started like one `tracker serve` process: the load baseline.
+
+It answers every GET /p with a constant JSON body from a plain async handler
+(not a `const=True` route), so the ratio against it measures what the ingest
+handler adds on top of Robyn itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from robyn import Config, Request, Response, Robyn
+
+
+def main() -> None:
+    config = Config()
+    config.processes = 1
+    config.workers = int(os.environ.get("INGEST_WORKERS", "1"))
+    config.log_level = "WARN"
+    config.disable_openapi = True
+    app = Robyn(__file__, config=config)
+    body = b'{"event_id":"00000000-0000-7000-8000-000000000000"}'
+    headers = {"Content-Type": "application/json"}
+
+    async def empty(request: Request) -> Response:
+        return Response(200, headers, body)
+
+    app.add_route("GET", "/p", empty)
+    app.start(host="127.0.0.1", port=int(sys.argv[1]), _check_port=False)
+
+
+if __name__ == "__main__":
+    main()
