@@ -392,3 +392,11 @@ async def test_lease_shared_across_brokers(settings: BrokerSettings) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("payload", ["text", None, 7])
+async def test_non_bytes_payload_rejected(broker: LocalBroker, payload: object) -> None:
+    with pytest.raises(BrokerError, match="payloads must be bytes"):
+        await broker.publish(TOPIC_EVENTS, 0, [b"fine", payload])  # type: ignore[list-item]
+
+    assert await broker.end_offset(TOPIC_EVENTS, 0) is None

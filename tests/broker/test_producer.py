@@ -298,3 +298,33 @@ async def test_cancelled_waiter_leaves_others_waiting(producer: Producer) -> Non
     assert patient.exception() is None
     assert not second.cancelled()
     assert first.result(timeout=10) is None
+
+
+def test_queue_byte_bound_raises(settings: BrokerSettings) -> None:
+    bounded = with_changes(settings, queue_bytes=2048)
+    broker = GatedBroker(bounded)
+    producer = Producer(broker, bounded)
+    producer.start()
+    try:
+        first = producer.submit_event(0, b"x" * 1500)
+
+        with pytest.raises(QueueFull, match="1500 of 2048 bytes"):
+            producer.submit_event(0, b"y" * 600)
+        with pytest.raises(QueueFull, match="bytes"):
+            producer.submit_records([(1, 1, b"z" * 4096)])
+
+        broker.gate.set()
+        first.result(timeout=10)
+        producer.submit_event(0, b"y" * 600).result(timeout=10)
+    finally:
+        broker.gate.set()
+        producer.close()
+
+
+@pytest.mark.parametrize("payload", ["text", None, 42, ["list"]])
+def test_non_bytes_payload_rejected(producer: Producer, payload: object) -> None:
+    with pytest.raises(BrokerError, match="expected bytes"):
+        producer.submit_event(0, payload)  # type: ignore[arg-type]
+    with pytest.raises(BrokerError, match="expected bytes"):
+        producer.submit_records([(0, 1, payload)])  # type: ignore[list-item]
+    assert producer.state().queue_events == 0

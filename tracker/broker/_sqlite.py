@@ -88,10 +88,11 @@ class _Transaction:
 def delete_expired(connection: sqlite3.Connection, settings: BrokerSettings, now_ms: int) -> int:
     """Delete up to `retention_batch_rows` expired messages inside the caller's transaction.
 
-    A message expires when every group that ever committed on the partition
-    has committed past it and it is older than `retention_consumed_seconds`,
-    or the partition is over `retention_max_bytes`; or, whatever the groups,
-    when it is older than `retention_max_age_seconds`. Returns how many went.
+    A consumed message is one that every group that ever committed on the
+    partition has committed past. It expires when it is older than
+    `retention_consumed_seconds` or the partition is over `retention_max_bytes`.
+    Any message expires once it is older than `retention_max_age_seconds`.
+    Returns how many messages went.
     """
     (consumed_through,) = connection.execute("SELECT min(committed) FROM group_offsets").fetchone()
     (total_bytes,) = connection.execute("SELECT total_bytes FROM log_state WHERE id = 0").fetchone()

@@ -112,7 +112,7 @@ class IggyBroker(Broker):
         self._known_topics.clear()
 
     async def healthy(self) -> bool:
-        """Return whether the server answered a ping just now."""
+        """Return whether the server responded to a ping just now."""
         if self._client is None:
             return False
         try:
@@ -184,9 +184,8 @@ class IggyBroker(Broker):
     async def committed(self, topic: str, group: str, partition: int) -> int | None:
         """Return the group's stored offset, derived from the next message the server returns.
 
-        NOTE: when the group has consumed everything this returns the end
-        offset, and when messages before the stored offset expired it can read
-        lower than the stored value; the consumers only use it for lag.
+        NOTE: a group that never committed on a partition whose first messages
+        expired reads as committed just before the oldest message left, not None.
         """
         upcoming = await self._poll(
             topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Next(), 1, False
@@ -335,7 +334,7 @@ class IggyBroker(Broker):
             return await asyncio.wait_for(awaitable, self.settings.iggy_timeout_seconds)
         except TimeoutError as error:
             raise BrokerUnavailable(
-                f"Iggy at {self.settings.iggy_url} did not answer {action} within"
+                f"Iggy at {self.settings.iggy_url} did not respond to {action} within"
                 f" {self.settings.iggy_timeout_seconds} s"
             ) from error
         except (RuntimeError, OSError) as error:

@@ -1,17 +1,19 @@
 """The embedded broker: a partitioned, durable log of record batches on SQLite in WAL mode.
 
-Layout: `<log dir>/<topic>/p<partition>.db` holds one partition's messages, its
-next offset and the committed offsets of every consumer group, so a commit is
-one atomic statement next to the data it points into. `<log dir>/<topic>/groups.db`
-holds consumer-group membership. One file per partition lets writers of
-different partitions, in one process or several, commit in parallel; SQLite
-allows one writer per file (`bench/broker_layout.py` measures the difference).
+Layout: `<log dir>/<topic>/p<partition>.db` stores one partition's messages,
+its next offset, its leases and the committed offset of every consumer group,
+so a commit is one atomic statement next to the data it points into.
+`<log dir>/<topic>/groups.db` stores consumer-group membership. SQLite allows
+one writer per file, so one file per partition lets writers of different
+partitions commit and fsync in parallel. With `synchronous=FULL` and four
+writer processes that was about 3x faster than one file per topic
+(`bench/broker_layout.py`, results in `bench/results/broker.md`).
 
-Durability: every append runs in `BEGIN IMMEDIATE ... COMMIT` and `publish`
+Durability: every append runs in `BEGIN IMMEDIATE ... COMMIT`, and `publish`
 returns after COMMIT. With `synchronous=NORMAL` a committed append survives a
-crash or kill -9 of any process (the WAL is in the OS page cache); with
-`synchronous=FULL`, the default, the WAL is fsynced on each commit so it also
-survives a power loss or kernel crash.
+crash or kill -9 of any process, because the WAL is in the OS page cache. With
+`synchronous=FULL`, the default, the WAL is fsynced on each commit, so the
+append also survives a power loss or kernel crash.
 
 SQLite calls run on a private thread pool, so the event loop never blocks on
 disk or on another process's write lock.
@@ -57,7 +59,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 def record_batch_event_count(payload: bytes) -> int:
     """Return the event count in a record batch header, or 0 when the bytes are not one.
 
-    The header is `u8 version = 1 || u32 event count` (docs/formats.md); the
+    The header is `u8 version = 1 || u32 event count` (docs/formats.md). The
     broker reads only this header and stores any payload unchanged.
     """
     if len(payload) < 5 or payload[0] != 1:
@@ -154,7 +156,11 @@ class LocalBroker(Broker):
         self._check_partition(partition)
         if not payloads:
             return None
-        rows = [bytes(payload) for payload in payloads]
+        rows = []
+        for payload in payloads:
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise BrokerError(f"payloads must be bytes, got {type(payload).__name__}")
+            rows.append(bytes(payload))
         return await self._run(self._append, topic, partition, rows)
 
     def _append(self, topic: str, partition: int, payloads: list[bytes]) -> int:
@@ -361,7 +367,7 @@ class LocalBroker(Broker):
     ) -> bool:
         """Take or renew the lease `name` on a partition for `seconds`; return whether `owner` holds it.
 
-        The lease is free when nobody took it, its owner released it, or it expired.
+        The lease is free when it was never taken, its owner released it, or it expired.
         """
         self._check_partition(partition)
         _check_name("lease", name)

@@ -1,17 +1,17 @@
 """The producer: a bounded queue that batches events in the background and publishes them.
 
 Durability point: the future returned by `submit_event` or `submit_records`
-resolves only after every event it covers is durable, that is after
-`Broker.publish` returned for it (the local log has committed it, or the remote
-broker acknowledged it) or, while the remote broker is unreachable, after the
-local spool committed it. The ingest service answers 2xx only after that
-future resolved, so an accepted event survives a kill -9 of the service. Many
-requests share one commit (group commit): the background thread takes
+resolves only after every event it covers is durable. That is after
+`Broker.publish` returned for it, so the local log has committed it or the
+remote broker acknowledged it. While the remote broker is unreachable, it is
+after the local spool committed it. The ingest service answers 2xx only after
+that future resolved, so an accepted event survives a kill -9 of the service.
+Many requests share one commit (group commit): the background thread takes
 everything queued, publishes one transaction per partition, then resolves all
 the futures of that round.
 
 Order: events of one partition are published in submission order. While the
-spool holds messages, new events go to the spool too, so the forwarder sends
+spool contains messages, new events go to the spool too, so the forwarder sends
 them to the broker in order once it is back.
 
 Several processes may share one spool directory: a producer forwards a spool
@@ -86,6 +86,7 @@ class _Entry:
     ticket: _Ticket
     batch: bytes | None = None
     singles: list[bytes] | None = None
+    size: int = 0
 
 
 class Producer:
@@ -110,6 +111,7 @@ class Producer:
         self._queue: deque[_Entry] = deque()
         self._open_singles: dict[int, _Entry] = {}
         self._queued_events = 0
+        self._queued_bytes = 0
         self._signalled = False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,13 +186,13 @@ class Producer:
 
         Events submitted to one partition between two publish rounds share one
         entry and one future, which keeps this call to a lock, a dict lookup
-        and a list append. Raises QueueFull when the queue holds
+        and a list append. Raises QueueFull when the queue contains
         `queue_events` events already.
         """
         self._check_partition(partition)
-        event = bytes(event_json)
+        event = _as_bytes(event_json)
         with self._lock:
-            self._check_room(1)
+            self._check_room(1, len(event))
             entry = self._open_singles.get(partition)
             if entry is None:
                 entry = _Entry(partition, 0, _Ticket(1), singles=[])
@@ -199,7 +201,9 @@ class Producer:
             assert entry.singles is not None
             entry.singles.append(event)
             entry.events += 1
+            entry.size += len(event)
             self._queued_events += 1
+            self._queued_bytes += len(event)
             wake = not self._signalled
             self._signalled = True
         if wake:
@@ -221,14 +225,18 @@ class Producer:
         if not records:
             ticket.future.set_result(None)
             return ticket.future
-        entries = [_Entry(p, count, ticket, batch=bytes(batch)) for p, count, batch in records]
+        entries = [_Entry(p, count, ticket, batch=_as_bytes(batch)) for p, count, batch in records]
+        size = sum(len(entry.batch or b"") for entry in entries)
+        for entry in entries:
+            entry.size = len(entry.batch or b"")
         with self._lock:
-            self._check_room(events)
+            self._check_room(events, size)
             for entry in entries:
                 # Later single events of this partition must queue behind this batch.
                 self._open_singles.pop(entry.partition, None)
             self._queue.extend(entries)
             self._queued_events += events
+            self._queued_bytes += size
             wake = not self._signalled
             self._signalled = True
         if wake:
@@ -268,14 +276,19 @@ class Producer:
                 f"partition must be in 0..{self.broker.partitions - 1}, got {partition}"
             )
 
-    def _check_room(self, events: int) -> None:
-        """Raise unless `events` more fit in the queue; the caller holds the lock."""
+    def _check_room(self, events: int, size: int) -> None:
+        """Raise unless `events` more events of `size` bytes fit; the caller holds the lock."""
         if self._closing or self._thread is None:
             raise BrokerError("the producer is not running; call start() before submitting")
         if self._queued_events + events > self.settings.queue_events:
             raise QueueFull(
                 f"the producer queue is full ({self._queued_events} of"
                 f" {self.settings.queue_events} events); retry later"
+            )
+        if self._queued_bytes + size > self.settings.queue_bytes:
+            raise QueueFull(
+                f"the producer queue is full ({self._queued_bytes} of"
+                f" {self.settings.queue_bytes} bytes); retry later"
             )
 
     def _signal(self) -> None:
@@ -418,10 +431,11 @@ class Producer:
         return payloads
 
     def _settle(self, entries: list[_Entry], error: BaseException | None) -> None:
-        settled = 0
+        settled = settled_bytes = 0
         for entry in entries:
             ticket = entry.ticket
             settled += entry.events
+            settled_bytes += entry.size
             ticket.remaining -= 1
             if ticket.future.done():
                 continue
@@ -431,6 +445,7 @@ class Producer:
                 ticket.future.set_result(None)
         with self._drained:
             self._queued_events -= settled
+            self._queued_bytes -= settled_bytes
             self._drained.notify_all()
 
     # Spool forwarding.
@@ -528,3 +543,12 @@ class Producer:
             events += stats.events
         self._spool_messages = messages
         self._spool_events = events
+
+
+def _as_bytes(payload: object) -> bytes:
+    """Return `payload` as bytes; raise BrokerError for anything that is not a bytes-like object."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    raise BrokerError(f"expected bytes, got {type(payload).__name__}")
