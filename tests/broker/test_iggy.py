@@ -92,6 +92,15 @@ async def test_bad_partition_rejected_before_network() -> None:
         await broker.publish("events", 4, [b"x"])
 
 
+@pytest.mark.parametrize("payload", [b"", "text"])
+async def test_invalid_payload_rejected_before_network(payload: object) -> None:
+    broker = IggyBroker(BrokerSettings(partitions=4))
+
+    with pytest.raises(BrokerError, match="rejected a payload") as raised:
+        await broker.publish("events", 0, [payload])  # type: ignore[list-item]
+    assert not isinstance(raised.value, BrokerUnavailable)
+
+
 # Live tests against a real Iggy server.
 
 

@@ -126,9 +126,13 @@ class IggyBroker(Broker):
         self._check_partition(partition)
         if not payloads:
             return
+        try:
+            messages = [iggy.SendMessage(bytes(payload)) for payload in payloads]
+        except (TypeError, ValueError) as error:
+            # The SDK rejects empty payloads itself, before anything is sent.
+            raise BrokerError(f"Iggy rejected a payload: {error}") from error
         client = self._connected()
         await self._ensure_topic(topic)
-        messages = [iggy.SendMessage(bytes(payload)) for payload in payloads]
         await self._call(
             client.send_messages(
                 self.stream, topic, iggy.Partitioning.partition_id(partition), messages
