@@ -89,12 +89,24 @@ class RssSampler:
         self._thread.join()
 
     def peak_mib(self, exclude: set[int] = frozenset()) -> list[float]:
-        return sorted(round(rss / 2**20, 1) for pid, rss in self.peaks.items() if pid not in exclude)
+        return sorted(
+            round(rss / 2**20, 1) for pid, rss in self.peaks.items() if pid not in exclude
+        )
 
 
-def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path, *script_args: str) -> dict:
+def run_wrk(
+    url: str, seconds: int, connections: int, threads: int, script: Path, *script_args: str
+) -> dict:
     command = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
     ]
     if script_args:
         command += ["--", *script_args]
@@ -112,7 +124,10 @@ def start_baseline(port: int, processes: int, env: dict[str, str]) -> list[subpr
     return [
         subprocess.Popen(
             [sys.executable, str(HERE / "baseline_server.py"), str(port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(processes)
     ]
@@ -145,7 +160,12 @@ def batch_body(path: Path, key_prefix: str) -> int:
     events = [
         {
             "event_type": "bench",
-            "params": {"key_prefix": key_prefix, "campaign": f"c{index % 50}", "sub1": "load-test", "n": str(index)},
+            "params": {
+                "key_prefix": key_prefix,
+                "campaign": f"c{index % 50}",
+                "sub1": "load-test",
+                "n": str(index),
+            },
         }
         for index in range(BATCH_EVENTS)
     ]
@@ -156,12 +176,22 @@ def batch_body(path: Path, key_prefix: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="Duration of each wrk run in seconds.")
-    parser.add_argument("--connections", type=int, default=200, help="Concurrent connections for /p and /t.")
-    parser.add_argument("--batch-connections", type=int, default=50, help="Concurrent connections for /batch.")
+    parser.add_argument(
+        "--seconds", type=int, default=10, help="Duration of each wrk run in seconds."
+    )
+    parser.add_argument(
+        "--connections", type=int, default=200, help="Concurrent connections for /p and /t."
+    )
+    parser.add_argument(
+        "--batch-connections", type=int, default=50, help="Concurrent connections for /batch."
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads.")
-    parser.add_argument("--processes", type=int, default=2, help="Server processes (INGEST_PROCESSES).")
-    parser.add_argument("--workers", type=int, default=1, help="Robyn workers per process (INGEST_WORKERS).")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="Server processes (INGEST_PROCESSES)."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Robyn workers per process (INGEST_WORKERS)."
+    )
     args = parser.parse_args()
 
     from tracker._core import sign_click
@@ -195,7 +225,11 @@ def main() -> None:
         wait_ready(baseline_port, "/p")
         with RssSampler([process.pid for process in baseline]) as sampler:
             results["baseline /p"] = run_wrk(
-                f"http://127.0.0.1:{baseline_port}/p", args.seconds, args.connections, args.threads, report_script
+                f"http://127.0.0.1:{baseline_port}/p",
+                args.seconds,
+                args.connections,
+                args.threads,
+                report_script,
             )
         results["baseline /p"]["peak_rss_mib"] = sampler.peak_mib()
     finally:
@@ -203,21 +237,39 @@ def main() -> None:
 
     port = free_port()
     env["PORT"] = str(port)
-    serve = subprocess.Popen(SERVE_COMMAND, env=env, stdin=subprocess.DEVNULL, stderr=open(work / "serve.log", "wb"))
+    with open(work / "serve.log", "wb") as log_file:
+        serve = subprocess.Popen(SERVE_COMMAND, env=env, stdin=subprocess.DEVNULL, stderr=log_file)
     destination = "https://shop.example/landing?campaign=spring"
     sig = sign_click(secret, destination, key_prefix=key_prefix)
     signed_path = f"/t?url={quote(destination, safe='')}&sig={sig}&sub1=load"
     runs = [
-        ("ingest /p", f"/p?key_prefix={key_prefix}&click_id=abc", args.connections, report_script, ()),
+        (
+            "ingest /p",
+            f"/p?key_prefix={key_prefix}&click_id=abc",
+            args.connections,
+            report_script,
+            (),
+        ),
         ("ingest signed /t", signed_path, args.connections, report_script, ()),
-        ("ingest /batch (1,000 events)", "/batch", args.batch_connections, HERE / "batch.lua", (str(body_path),)),
+        (
+            "ingest /batch (1,000 events)",
+            "/batch",
+            args.batch_connections,
+            HERE / "batch.lua",
+            (str(body_path),),
+        ),
     ]
     try:
         wait_ready(port, "/health")
         for name, path, connections, script, script_args in runs:
             with RssSampler([serve.pid]) as sampler:
                 results[name] = run_wrk(
-                    f"http://127.0.0.1:{port}{path}", args.seconds, connections, args.threads, script, *script_args
+                    f"http://127.0.0.1:{port}{path}",
+                    args.seconds,
+                    connections,
+                    args.threads,
+                    script,
+                    *script_args,
                 )
             results[name]["peak_rss_mib"] = sampler.peak_mib(exclude={serve.pid})
             results[name]["connections"] = connections
@@ -227,16 +279,31 @@ def main() -> None:
     results["baseline /p"]["connections"] = args.connections
     baseline_rps = results["baseline /p"]["requests_per_second"]
     for name in ("ingest /p", "ingest signed /t"):
-        results[name]["ratio_to_baseline"] = round(results[name]["requests_per_second"] / baseline_rps, 3)
+        results[name]["ratio_to_baseline"] = round(
+            results[name]["requests_per_second"] / baseline_rps, 3
+        )
     batch = results["ingest /batch (1,000 events)"]
     batch["events_per_second"] = round(batch["requests_per_second"] * BATCH_EVENTS)
 
-    stamp = dt.datetime.now(dt.timezone.utc)
+    stamp = dt.datetime.now(dt.UTC)
     record = {
         "date": stamp.isoformat(timespec="seconds"),
-        "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_1m": os.getloadavg()[0]},
-        "settings": vars(args) | {"broker": "local", "local_log_sync": "full", "batch_body_bytes": body_bytes},
+        "command": "python "
+        + " ".join(
+            [
+                str(Path(sys.argv[0]).relative_to(REPO))
+                if Path(sys.argv[0]).is_absolute()
+                else sys.argv[0],
+                *sys.argv[1:],
+            ]
+        ),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1m": os.getloadavg()[0],
+        },
+        "settings": vars(args)
+        | {"broker": "local", "local_log_sync": "full", "batch_body_bytes": body_bytes},
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

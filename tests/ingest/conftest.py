@@ -74,14 +74,18 @@ class IngestServer:
                 connection.putheader("Content-Length", str(len(body)))
             connection.endheaders(body)
             response = connection.getresponse()
-            return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+            return Reply(
+                response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+            )
         finally:
             connection.close()
 
     def get(self, target: str, **options: object) -> Reply:
         return self.request("GET", target, **options)
 
-    def post(self, target: str, body: bytes, content_type: str = "application/json", **options: object) -> Reply:
+    def post(
+        self, target: str, body: bytes, content_type: str = "application/json", **options: object
+    ) -> Reply:
         headers = {"Content-Type": content_type, **options.pop("headers", {})}  # type: ignore[dict-item]
         return self.request("POST", target, body=body, headers=headers, **options)
 
@@ -101,7 +105,9 @@ def read_local_log(data_dir: Path, partitions: int = PARTITIONS) -> dict[str, di
     """Decode every record batch of the `events` topic in the local log under `data_dir`."""
 
     async def read_all() -> dict[str, dict]:
-        broker = LocalBroker(BrokerSettings(data_dir=data_dir, partitions=partitions, retention_interval_seconds=0))
+        broker = LocalBroker(
+            BrokerSettings(data_dir=data_dir, partitions=partitions, retention_interval_seconds=0)
+        )
         await broker.connect()
         events: dict[str, dict] = {}
         try:
@@ -128,7 +134,9 @@ def server_env(data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("TRACKER_", "URL_MODE", "HMAC_", "ENCRYPTION_", "BROKER", "IGGY_", "PROMETHEUS_"))
+        if not key.startswith(
+            ("TRACKER_", "URL_MODE", "HMAC_", "ENCRYPTION_", "BROKER", "IGGY_", "PROMETHEUS_")
+        )
     }
     env.update(
         {
@@ -154,16 +162,24 @@ def server_env(data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
 def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            SERVE_COMMAND, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            SERVE_COMMAND,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             cwd=env["TRACKER_DATA_DIR"],
         )
 
 
-def wait_healthy(host: str, port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
+def wait_healthy(
+    host: str, port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"tracker serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"tracker serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
         try:
             connection = http.client.HTTPConnection(host, port, timeout=1)
             connection.request("GET", "/health")
@@ -188,7 +204,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> int:
 
 
 def launch(data_dir: Path, *, host: str = "127.0.0.1", **overrides: str) -> IngestServer:
-    """Create the test tenants, start `tracker serve` and wait until /health answers."""
+    """Create the test tenants, start `tracker serve` and wait until /health returns 200."""
     data_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry(data_dir / "registry.db")
     server_secrets: dict[str, bytes] = {}
@@ -205,8 +221,13 @@ def launch(data_dir: Path, *, host: str = "127.0.0.1", **overrides: str) -> Inge
     process = start_server(env, log_path)
     wait_healthy(host, port, process, log_path)
     return IngestServer(
-        host=host, port=port, data_dir=data_dir, process=process, registry=registry,
-        secrets=server_secrets, aes_keys=aes_keys,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        process=process,
+        registry=registry,
+        secrets=server_secrets,
+        aes_keys=aes_keys,
     )
 
 

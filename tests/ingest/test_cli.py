@@ -1,7 +1,7 @@
 """`tracker tenants` and `tracker urls` through the CLI entry point, and their links on a server.
 
-Most cases call the entry point in-process (same code path, real registry file);
-one case runs it as a subprocess to check the exit code and stderr end to end.
+Most cases call the entry point in-process, which runs the same code on a real registry file.
+One case runs it as a subprocess to check the exit code and stderr end to end.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def test_tenant_create_prints_secrets_once(cli_data):
 def test_tenant_rotation_commands(cli_data):
     secret = json.loads(run_cli(cli_data, "tenants", "rotate-secret", "acme", "--json").stdout)
     key = json.loads(run_cli(cli_data, "tenants", "rotate-key", "acme", "--json").stdout)
-    retired = run_cli(cli_data, "tenants", "retire-secret", "acme", "--kind", "hmac", "--key-id", "0", "--json")
+    retired = run_cli(
+        cli_data, "tenants", "retire-secret", "acme", "--kind", "hmac", "--key-id", "0", "--json"
+    )
 
     assert secret["key_id"] == 1
     assert len(bytes.fromhex(secret["secret"])) == 32
@@ -113,9 +115,18 @@ def test_errors_go_to_stderr_with_nonzero_exit(cli_data, args):
 
 
 def test_subprocess_error_exit_code(cli_data):
-    env = {"PATH": "/usr/bin:/bin", "TRACKER_DATA_DIR": str(cli_data), "TRACKER_ENV_FILE": str(cli_data / "no.env")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TRACKER_DATA_DIR": str(cli_data),
+        "TRACKER_ENV_FILE": str(cli_data / "no.env"),
+    }
     result = subprocess.run(
-        [*CLI, "tenants", "show", "nobody"], env=env, capture_output=True, text=True, timeout=60, cwd=cli_data
+        [*CLI, "tenants", "show", "nobody"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cli_data,
     )
     assert result.returncode == 1
     assert result.stderr == "error: tenant 'nobody' not found\n"
@@ -123,8 +134,16 @@ def test_subprocess_error_exit_code(cli_data):
 
 
 def test_url_commands_manage_short_links(cli_data):
-    created = json.loads(run_cli(cli_data, "urls", "create", "--tenant", "acme", "https://land.example/", "--json").stdout)
-    rotated = json.loads(run_cli(cli_data, "urls", "rotate", created["tu_id"], "https://new.example/", "--json").stdout)
+    created = json.loads(
+        run_cli(
+            cli_data, "urls", "create", "--tenant", "acme", "https://land.example/", "--json"
+        ).stdout
+    )
+    rotated = json.loads(
+        run_cli(
+            cli_data, "urls", "rotate", created["tu_id"], "https://new.example/", "--json"
+        ).stdout
+    )
     disabled = json.loads(run_cli(cli_data, "urls", "disable", created["tu_id"], "--json").stdout)
     listed = json.loads(run_cli(cli_data, "urls", "list", "--tenant", "acme", "--json").stdout)
 
@@ -138,10 +157,34 @@ def test_signed_and_encrypted_urls_work_on_server(ingest, tmp_path):
     # The CLI signs with the registry of the shared server, so the links verify there.
     base = f"http://127.0.0.1:{ingest.port}"
     env_dir = ingest.data_dir
-    signed = run_cli(env_dir, "urls", "sign", "--tenant", "acme", "https://shop.example/x?y=1",
-                     "-p", "sub=a b", "--signed-param", "sub", "--expires-in", "600", "--base-url", base)
-    encrypted = run_cli(env_dir, "urls", "encrypt", "--tenant", "acme", "https://hidden.example/",
-                        "--sealed-param", "offer=1", "--base-url", base)
+    signed = run_cli(
+        env_dir,
+        "urls",
+        "sign",
+        "--tenant",
+        "acme",
+        "https://shop.example/x?y=1",
+        "-p",
+        "sub=a b",
+        "--signed-param",
+        "sub",
+        "--expires-in",
+        "600",
+        "--base-url",
+        base,
+    )
+    encrypted = run_cli(
+        env_dir,
+        "urls",
+        "encrypt",
+        "--tenant",
+        "acme",
+        "https://hidden.example/",
+        "--sealed-param",
+        "offer=1",
+        "--base-url",
+        base,
+    )
 
     assert signed.returncode == 0, signed.stderr
     assert encrypted.returncode == 0, encrypted.stderr

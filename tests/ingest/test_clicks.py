@@ -25,7 +25,9 @@ def signed_target(
     covered: list[tuple[str, str]] = (),
     expires_at: int | None = None,
 ) -> str:
-    sig = sign_click(secret, destination, key_prefix=key_prefix, params=list(covered), expires_at=expires_at)
+    sig = sign_click(
+        secret, destination, key_prefix=key_prefix, params=list(covered), expires_at=expires_at
+    )
     target = f"/t?url={q(destination)}&sig={sig}"
     if expires_at is not None:
         target += f"&exp={expires_at}"
@@ -39,9 +41,18 @@ def click_id_of(location: str) -> str:
 
 
 def test_signed_click_redirects_and_stores_event(ingest):
-    target = signed_target(ingest.secrets["acme"], "https://shop.example/landing", extra="&sub1=google&campaign=c%2088")
+    target = signed_target(
+        ingest.secrets["acme"], "https://shop.example/landing", extra="&sub1=google&campaign=c%2088"
+    )
 
-    reply = ingest.get(target, headers={"User-Agent": "pytest-agent", "Accept-Language": "de", "Referer": "https://ref.example/"})
+    reply = ingest.get(
+        target,
+        headers={
+            "User-Agent": "pytest-agent",
+            "Accept-Language": "de",
+            "Referer": "https://ref.example/",
+        },
+    )
 
     assert reply.status == 307
     location = reply.headers["location"]
@@ -63,14 +74,18 @@ def test_global_secret_click_needs_key_prefix(ingest):
     missing = ingest.get(f"/t?url={q(destination)}&sig={sig}")
 
     assert accepted.status == 307
-    assert ingest.events()[click_id_of(accepted.headers["location"])]["params"]["key_prefix"] == "beta"
+    assert (
+        ingest.events()[click_id_of(accepted.headers["location"])]["params"]["key_prefix"] == "beta"
+    )
     assert missing.status == 400
     assert missing.json()["error"]["field"] == "key_prefix"
 
 
 def test_covered_params_are_enforced(ingest):
     secret = ingest.secrets["acme"]
-    target = signed_target(secret, "https://shop.example/c", covered=[("offer", "7")], extra="&offer=7")
+    target = signed_target(
+        secret, "https://shop.example/c", covered=[("offer", "7")], extra="&offer=7"
+    )
 
     assert ingest.get(target).status == 307
     assert ingest.get(target.replace("&offer=7", "&offer=8")).status == 403
@@ -79,7 +94,9 @@ def test_covered_params_are_enforced(ingest):
 
 
 def test_expired_link_is_rejected(ingest):
-    target = signed_target(ingest.secrets["acme"], "https://shop.example/e", expires_at=int(time.time()) - 10)
+    target = signed_target(
+        ingest.secrets["acme"], "https://shop.example/e", expires_at=int(time.time()) - 10
+    )
     reply = ingest.get(target)
     assert reply.status == 403
     assert reply.json()["error"]["code"] == "signature_expired"
@@ -153,9 +170,15 @@ def test_hostile_destination_rejected_even_when_signed(ingest, destination):
         ("https://d.example/p?ad%5Fclick%5Fid=stale", "https://d.example/p?ad_click_id={id}"),
         ("https://d.example/p#section-2", "https://d.example/p?ad_click_id={id}#section-2"),
         ("https://d.example/p?q=1#frag?x=y", "https://d.example/p?q=1&ad_click_id={id}#frag?x=y"),
-        ("https://d.example/a%2Fb?q=%E2%82%AC%20x+y", "https://d.example/a%2Fb?q=%E2%82%AC%20x+y&ad_click_id={id}"),
+        (
+            "https://d.example/a%2Fb?q=%E2%82%AC%20x+y",
+            "https://d.example/a%2Fb?q=%E2%82%AC%20x+y&ad_click_id={id}",
+        ),
         ("https://d.example", "https://d.example/?ad_click_id={id}"),
-        ("https://bücher.example/straße?ä=ö", "https://xn--bcher-kva.example/stra%C3%9Fe?%C3%A4=%C3%B6&ad_click_id={id}"),
+        (
+            "https://bücher.example/straße?ä=ö",
+            "https://xn--bcher-kva.example/stra%C3%9Fe?%C3%A4=%C3%B6&ad_click_id={id}",
+        ),
         ("http://[2001:db8::1]:8080/x", "http://[2001:db8::1]:8080/x?ad_click_id={id}"),
         ("HTTPS://Mixed.EXAMPLE/Path", "https://mixed.example/Path?ad_click_id={id}"),
     ],
@@ -169,7 +192,11 @@ def test_click_id_placement(ingest, destination, expected):
 
 def test_encrypted_click_with_tenant_key(ingest):
     blob = encrypt_destination(
-        ingest.aes_keys["acme"], 0, "https://hidden.example/offer?x=1", key_prefix="acme", params=[("offer", "sealed")]
+        ingest.aes_keys["acme"],
+        0,
+        "https://hidden.example/offer?x=1",
+        key_prefix="acme",
+        params=[("offer", "sealed")],
     )
 
     reply = ingest.get(f"/t?d={q(blob)}&offer=visible&sub=s1")
@@ -195,7 +222,10 @@ def test_encrypted_click_rejections(ingest):
     # This server runs in signed mode, so blobs without a tenant prefix are not accepted.
     assert ingest.get(f"/t?d={q(unprefixed)}").status == 403
     assert ingest.get(f"/t?d={q(blob)}x").status == 403
-    assert ingest.get(f"/t?d={q(blob)}&url=https%3A%2F%2Fa.example").json()["error"]["code"] == "ambiguous_click"
+    assert (
+        ingest.get(f"/t?d={q(blob)}&url=https%3A%2F%2Fa.example").json()["error"]["code"]
+        == "ambiguous_click"
+    )
 
 
 def test_unknown_and_disabled_tenants_rejected(ingest):
@@ -219,7 +249,11 @@ def test_unknown_and_disabled_tenants_rejected(ingest):
 def test_bad_encoding_rejected(ingest, suffix, code, field):
     reply = ingest.get(signed_target(ingest.secrets["acme"], "https://shop.example/", extra=suffix))
     assert reply.status == 400
-    assert reply.json()["error"] == {"code": code, "field": field, "message": reply.json()["error"]["message"]}
+    assert reply.json()["error"] == {
+        "code": code,
+        "field": field,
+        "message": reply.json()["error"]["message"],
+    }
 
 
 def test_duplicate_params(ingest):
@@ -230,7 +264,9 @@ def test_duplicate_params(ingest):
 
     assert duplicate_url.status == 400
     assert duplicate_url.json()["error"] == {
-        "code": "duplicate_param", "field": "url", "message": duplicate_url.json()["error"]["message"]
+        "code": "duplicate_param",
+        "field": "url",
+        "message": duplicate_url.json()["error"]["message"],
     }
     assert duplicate_extra.status == 307
     params = ingest.events()[click_id_of(duplicate_extra.headers["location"])]["params"]
@@ -238,7 +274,11 @@ def test_duplicate_params(ingest):
 
 
 def test_plus_decodes_to_space(ingest):
-    reply = ingest.get(signed_target(ingest.secrets["acme"], "https://shop.example/p", extra="&term=red+shoes&lit=a%2Bb"))
+    reply = ingest.get(
+        signed_target(
+            ingest.secrets["acme"], "https://shop.example/p", extra="&term=red+shoes&lit=a%2Bb"
+        )
+    )
     params = ingest.events()[click_id_of(reply.headers["location"])]["params"]
     assert params["term"] == "red shoes"
     assert params["lit"] == "a+b"

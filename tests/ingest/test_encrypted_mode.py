@@ -7,7 +7,13 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.ingest.conftest import GLOBAL_AES_KEY, GLOBAL_HMAC_SECRET, IngestServer, launch, stop_server
+from tests.ingest.conftest import (
+    GLOBAL_AES_KEY,
+    GLOBAL_HMAC_SECRET,
+    IngestServer,
+    launch,
+    stop_server,
+)
 from tracker._core import encrypt_destination, sign_click
 
 ROTATED_KEY = bytes(range(100, 132))
@@ -34,7 +40,9 @@ def click_id_of(location: str) -> str:
 
 @pytest.mark.parametrize(("key", "key_id"), [(GLOBAL_AES_KEY, 0), (ROTATED_KEY, 7)])
 def test_global_keys_decrypt(encrypted, key, key_id):
-    blob = encrypt_destination(key, key_id, "https://hidden.example/x", params=[("key_prefix", "acme")])
+    blob = encrypt_destination(
+        key, key_id, "https://hidden.example/x", params=[("key_prefix", "acme")]
+    )
 
     reply = encrypted.get(f"/t?d={quote(blob, safe='')}")
 
@@ -59,6 +67,9 @@ def test_tenant_signature_still_works_in_encrypted_mode(encrypted):
 
 
 def test_ipv6_peer_recorded_and_forwarded_headers_ignored(encrypted):
-    reply = encrypted.get("/p?key_prefix=acme", headers={"X-Forwarded-For": "198.51.100.1", "Forwarded": "for=192.0.2.1"})
+    reply = encrypted.get(
+        "/p?key_prefix=acme",
+        headers={"X-Forwarded-For": "198.51.100.1", "Forwarded": "for=192.0.2.1"},
+    )
     event = encrypted.events()[reply.json()["event_id"]]
     assert event["ip"] == "::1"

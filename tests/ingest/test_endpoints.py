@@ -17,7 +17,9 @@ BEACON_JS = Path(__file__).resolve().parents[2] / "beacon" / "t.js"
 
 
 def test_postback_returns_event_id(ingest):
-    reply = ingest.get("/p?key_prefix=acme&click_id=abc&amount=9.99", headers={"X-Forwarded-For": "203.0.113.7"})
+    reply = ingest.get(
+        "/p?key_prefix=acme&click_id=abc&amount=9.99", headers={"X-Forwarded-For": "203.0.113.7"}
+    )
 
     assert reply.status == 200
     assert reply.headers["content-type"] == "application/json"
@@ -76,7 +78,9 @@ def test_beacon_stores_pageview(ingest, content_type):
     }
     before = set(ingest.events())
 
-    reply = ingest.post("/t/auto", orjson.dumps(body), content_type, headers={"User-Agent": "browser"})
+    reply = ingest.post(
+        "/t/auto", orjson.dumps(body), content_type, headers={"User-Agent": "browser"}
+    )
 
     assert reply.status == 204
     assert reply.headers["access-control-allow-origin"] == "*"
@@ -110,12 +114,44 @@ def test_beacon_preflight(ingest):
         (b"{not json", "text/plain", 400, "invalid_json"),
         (b"[1,2]", "text/plain", 400, "invalid_json"),
         (b'{"t":"pageview","u":"https://a.example/"}', "text/plain", 400, "missing_param"),
-        (b'{"k":"acme","t":"page view","u":"https://a.example/"}', "text/plain", 400, "invalid_event"),
-        (b'{"k":"acme","t":"pageview","u":"javascript:alert(1)"}', "text/plain", 400, "invalid_param"),
-        (b'{"k":"acme","t":"pageview","u":"https://a.example/","p":{"a":1}}', "text/plain", 400, "invalid_param"),
-        (b'{"k":"nobody","t":"pageview","u":"https://a.example/"}', "text/plain", 403, "unknown_tenant"),
-        (b'{"k":"acme","t":"pageview","u":"https://a.example/"}', "text/html", 415, "unsupported_media_type"),
-        (b'{"k":"acme","t":"pageview","u":"https://a.example/","p":{"x":"' + b"a" * 17000 + b'"}}', "text/plain", 413, "body_too_large"),
+        (
+            b'{"k":"acme","t":"page view","u":"https://a.example/"}',
+            "text/plain",
+            400,
+            "invalid_event",
+        ),
+        (
+            b'{"k":"acme","t":"pageview","u":"javascript:alert(1)"}',
+            "text/plain",
+            400,
+            "invalid_param",
+        ),
+        (
+            b'{"k":"acme","t":"pageview","u":"https://a.example/","p":{"a":1}}',
+            "text/plain",
+            400,
+            "invalid_param",
+        ),
+        (
+            b'{"k":"nobody","t":"pageview","u":"https://a.example/"}',
+            "text/plain",
+            403,
+            "unknown_tenant",
+        ),
+        (
+            b'{"k":"acme","t":"pageview","u":"https://a.example/"}',
+            "text/html",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            b'{"k":"acme","t":"pageview","u":"https://a.example/","p":{"x":"'
+            + b"a" * 17000
+            + b'"}}',
+            "text/plain",
+            413,
+            "body_too_large",
+        ),
     ],
 )
 def test_beacon_rejections(ingest, body, content_type, status, code):
@@ -177,7 +213,13 @@ def test_batch_over_max_size_is_413(ingest):
 
 def test_ingest_with_write_key(ingest):
     created = create_api_key(ingest.registry, key_prefix="acme", scope="write")
-    body = orjson.dumps({"event_type": "purchase", "params": {"key_prefix": "beta", "total": "5"}, "ip": "198.51.100.1"})
+    body = orjson.dumps(
+        {
+            "event_type": "purchase",
+            "params": {"key_prefix": "beta", "total": "5"},
+            "ip": "198.51.100.1",
+        }
+    )
 
     reply = ingest.post("/ingest", body, headers={"Authorization": f"Bearer {created.raw_key}"})
 
@@ -196,9 +238,15 @@ def test_ingest_rejects_bad_credentials(ingest):
 
     missing = ingest.post("/ingest", body)
     malformed = ingest.post("/ingest", body, headers={"Authorization": "Bearer not-a-key"})
-    wrong_scheme = ingest.post("/ingest", body, headers={"Authorization": f"Basic {read_key.raw_key}"})
-    read_only = ingest.post("/ingest", body, headers={"Authorization": f"Bearer {read_key.raw_key}"})
-    revoked_reply = ingest.post("/ingest", body, headers={"Authorization": f"Bearer {revoked.raw_key}"})
+    wrong_scheme = ingest.post(
+        "/ingest", body, headers={"Authorization": f"Basic {read_key.raw_key}"}
+    )
+    read_only = ingest.post(
+        "/ingest", body, headers={"Authorization": f"Bearer {read_key.raw_key}"}
+    )
+    revoked_reply = ingest.post(
+        "/ingest", body, headers={"Authorization": f"Bearer {revoked.raw_key}"}
+    )
 
     assert missing.status == 401
     assert missing.headers["www-authenticate"].startswith("Bearer")
@@ -216,7 +264,9 @@ def test_ingest_rejects_bad_events(ingest):
 
     assert ingest.post("/ingest", b"{", headers=auth).json()["error"]["code"] == "invalid_json"
     assert ingest.post("/ingest", b"{}", headers=auth).json()["error"]["field"] == "event_type"
-    assert ingest.post("/ingest", b'{"event_type":"x","params":{"a":1}}', headers=auth).status == 400
+    assert (
+        ingest.post("/ingest", b'{"event_type":"x","params":{"a":1}}', headers=auth).status == 400
+    )
     assert ingest.post("/ingest", b'{"event_type":"x"}', "text/plain", headers=auth).status == 415
 
 

@@ -25,7 +25,12 @@ from tests.ingest.conftest import (
 
 def run_serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        SERVE_COMMAND, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        SERVE_COMMAND,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd=env["TRACKER_DATA_DIR"],
     )
 
@@ -65,7 +70,7 @@ def test_bad_setting_exits_2_naming_variable(data_dir: Path, variable, value):
 
 
 def fire_postbacks(server, stop: threading.Event, accepted: list[str], failures: list[str]) -> None:
-    """Send /p until `stop` is set, recording the event id of every 2xx answer."""
+    """Send /p until `stop` is set, recording the event id of every 2xx response."""
     while not stop.is_set():
         try:
             reply = server.get("/p?key_prefix=acme&load=1", timeout=5)
@@ -105,7 +110,9 @@ def test_kill_9_under_load_loses_no_accepted_event(tmp_path: Path):
     accepted: list[str] = []
     failures: list[str] = []
     launcher_group = os.getpgid(server.process.pid)
-    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    children = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+    ).stdout.split()
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         for _ in range(16):

@@ -108,7 +108,7 @@ def test_hostile_get_never_500(ingest, target):
         b'[{"event_type": "x", "params": {"key_prefix": "acme"}, "event_id": "nope"}]',
         b'[{"event_type": "x", "params": {"key_prefix": "acme"}, "timestamp": "soon"}]',
         b"\x00\x01\x02",
-        "[\"\ud800\"]".encode("utf-8", "surrogatepass"),
+        '["\ud800"]'.encode("utf-8", "surrogatepass"),
     ],
 )
 def test_hostile_batch_never_500(ingest, body):
@@ -142,7 +142,9 @@ def test_random_bytes_in_query_never_500(ingest):
 
 
 def test_batch_of_max_size_is_accepted(ingest):
-    events = [{"event_type": "bulk", "params": {"key_prefix": "acme", "i": str(i)}} for i in range(10_000)]
+    events = [
+        {"event_type": "bulk", "params": {"key_prefix": "acme", "i": str(i)}} for i in range(10_000)
+    ]
     reply = ingest.post("/batch", orjson.dumps(events))
     assert reply.status == 200
     assert reply.json()["accepted"] == 10_000

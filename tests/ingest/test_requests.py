@@ -9,13 +9,26 @@ import pytest
 from tracker.ingest.errors import STATUS_BY_CODE, IngestError
 from tracker.ingest.requests import RequestLimits, client_ip, decode_component, read_query
 
-LIMITS = RequestLimits(max_url_bytes=200, max_header_bytes=1000, max_params=5, max_param_key_len=10, max_param_value_len=20)
+LIMITS = RequestLimits(
+    max_url_bytes=200,
+    max_header_bytes=1000,
+    max_params=5,
+    max_param_key_len=10,
+    max_param_value_len=20,
+)
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 
 
 @pytest.mark.parametrize(
     ("raw", "decoded"),
-    [("plain", "plain"), ("a+b", "a b"), ("a%2Bb", "a+b"), ("%E2%82%AC", "€"), ("%41%62", "Ab"), ("", "")],
+    [
+        ("plain", "plain"),
+        ("a+b", "a b"),
+        ("a%2Bb", "a+b"),
+        ("%E2%82%AC", "€"),
+        ("%41%62", "Ab"),
+        ("", ""),
+    ],
 )
 def test_decode_component(raw, decoded):
     assert decode_component(raw, "f") == decoded
@@ -77,7 +90,7 @@ def test_client_ip_without_trusted_proxies_ignores_headers():
     assert client_ip("10.0.0.1", "1.2.3.4", "for=5.6.7.8", ()) == "10.0.0.1"
 
 
-def test_every_error_code_maps_to_a_4xx_or_503():
+def test_error_codes_map_to_statuses():
     assert STATUS_BY_CODE
     assert all(400 <= status < 500 or status == 503 for status in STATUS_BY_CODE.values())
     with pytest.raises(KeyError):

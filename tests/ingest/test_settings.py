@@ -24,7 +24,9 @@ def test_defaults():
 def test_encryption_keys_merge():
     key0 = "00" * 32
     key5 = "55" * 32
-    settings = IngestSettings.from_env(Env({"ENCRYPTION_KEY": key0, "ENCRYPTION_KEYS": f"5:{key5}, 0:{key0}"}))
+    settings = IngestSettings.from_env(
+        Env({"ENCRYPTION_KEY": key0, "ENCRYPTION_KEYS": f"5:{key5}, 0:{key0}"})
+    )
     assert settings.encryption_keys == {0: bytes(32), 5: bytes([0x55]) * 32}
 
 

@@ -17,7 +17,10 @@ def click_id_of(location: str) -> str:
 
 def test_short_link_redirects_with_params(ingest):
     link = create_tracking_url(
-        ingest.registry, "acme", "https://land.example/page?utm=x#top", params={"campaign": "spring"}
+        ingest.registry,
+        "acme",
+        "https://land.example/page?utm=x#top",
+        params={"campaign": "spring"},
     )
     ingest.wait_refresh()
 
@@ -29,7 +32,12 @@ def test_short_link_redirects_with_params(ingest):
     assert location.endswith("#top")
     event = ingest.events()[click_id_of(location)]
     assert event["request_path"] == f"/t/{link.tu_id}"
-    assert event["params"] == {"campaign": "spring", "sub1": "google", "key_prefix": "acme", "tu_id": link.tu_id}
+    assert event["params"] == {
+        "campaign": "spring",
+        "sub1": "google",
+        "key_prefix": "acme",
+        "tu_id": link.tu_id,
+    }
 
 
 def test_unknown_short_link_is_404(ingest):

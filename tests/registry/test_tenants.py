@@ -87,7 +87,10 @@ def test_plan_and_status_changes(registry):
     create_tenant(registry, key_prefix="acme")
     set_plan(registry, "acme", "pro")
     disable_tenant(registry, "acme")
-    assert (get_tenant(registry, "acme").plan, get_tenant(registry, "acme").status) == ("pro", "disabled")
+    assert (get_tenant(registry, "acme").plan, get_tenant(registry, "acme").status) == (
+        "pro",
+        "disabled",
+    )
     enable_tenant(registry, "acme")
     assert get_tenant(registry, "acme").status == "active"
     with pytest.raises(RegistryError):
@@ -109,7 +112,9 @@ def test_missing_tenant_raises_not_found(registry):
 def test_changes_bump_updated_at_for_incremental_loads(registry):
     create_tenant(registry, key_prefix="old")
     since = get_tenant(registry, "old").updated_at + 1
-    registry.connection().execute("UPDATE tenants SET updated_at = updated_at - 100 WHERE key_prefix = 'old'")
+    registry.connection().execute(
+        "UPDATE tenants SET updated_at = updated_at - 100 WHERE key_prefix = 'old'"
+    )
     create_tenant(registry, key_prefix="new")
     rotate_hmac_secret(registry, "new")
 

@@ -28,7 +28,9 @@ def registry(data_dir):
 
 
 def test_create_and_get(registry):
-    link = create_tracking_url(registry, "acme", "https://land.example/?a=1", name="spring", params={"c": "1"})
+    link = create_tracking_url(
+        registry, "acme", "https://land.example/?a=1", name="spring", params={"c": "1"}
+    )
 
     stored = get_tracking_url(registry, link.tu_id)
 
@@ -41,7 +43,14 @@ def test_create_and_get(registry):
 
 @pytest.mark.parametrize(
     "destination",
-    ["javascript:alert(1)", "//evil.example", "https://a@evil.example", "https:\\\\evil.example", "ftp://x.example", ""],
+    [
+        "javascript:alert(1)",
+        "//evil.example",
+        "https://a@evil.example",
+        "https:\\\\evil.example",
+        "ftp://x.example",
+        "",
+    ],
 )
 def test_invalid_destination_rejected(registry, destination):
     with pytest.raises(RegistryError, match="invalid destination"):
@@ -61,7 +70,10 @@ def test_bad_params_rejected(registry):
 def test_rotate_disable_enable(registry):
     link = create_tracking_url(registry, "acme", "https://before.example/")
 
-    assert rotate_destination(registry, link.tu_id, "https://after.example/").destination == "https://after.example/"
+    assert (
+        rotate_destination(registry, link.tu_id, "https://after.example/").destination
+        == "https://after.example/"
+    )
     assert disable_tracking_url(registry, link.tu_id).status == "disabled"
     assert enable_tracking_url(registry, link.tu_id).status == "active"
     with pytest.raises(RegistryError):
@@ -73,9 +85,13 @@ def test_rotate_disable_enable(registry):
 def test_list_by_tenant_and_load_changes(registry):
     first = create_tracking_url(registry, "acme", "https://a.example/")
     second = create_tracking_url(registry, "beta", "https://b.example/")
-    registry.connection().execute("UPDATE tracking_urls SET updated_at = 1 WHERE tu_id = ?", (first.tu_id,))
+    registry.connection().execute(
+        "UPDATE tracking_urls SET updated_at = 1 WHERE tu_id = ?", (first.tu_id,)
+    )
 
-    assert [link.tu_id for link in list_tracking_urls(registry, key_prefix="beta")] == [second.tu_id]
+    assert [link.tu_id for link in list_tracking_urls(registry, key_prefix="beta")] == [
+        second.tu_id
+    ]
     assert [link.tu_id for link in list_tracking_urls(registry)] == [second.tu_id, first.tu_id]
     assert [link.tu_id for link in load_tracking_urls(registry, changed_since=2)] == [second.tu_id]
     assert len(load_tracking_urls(registry)) == 2

@@ -16,7 +16,8 @@ def serve() -> None:
     INGEST_PROCESSES, ...); see `.env.example`. SIGTERM or Ctrl-C drains the
     server processes and exits 0 once every accepted event is durable.
     """
-    from tracker.ingest.launcher import PortInUse, serve as run_service
+    from tracker.ingest.launcher import PortInUse
+    from tracker.ingest.launcher import serve as run_service
     from tracker.ingest.logs import configure_logging
     from tracker.ingest.settings import IngestSettings
 

@@ -9,7 +9,9 @@ import typer
 
 __all__ = ["open_registry", "tenants_app"]
 
-tenants_app = typer.Typer(help="Create tenants and manage their plan, status, secrets and keys.", no_args_is_help=True)
+tenants_app = typer.Typer(
+    help="Create tenants and manage their plan, status, secrets and keys.", no_args_is_help=True
+)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
 
@@ -52,7 +54,9 @@ def _print_tenant(tenant: Any, as_json: bool) -> None:
 
 @tenants_app.command("create")
 def create(
-    key_prefix: str = typer.Option(None, "--key-prefix", help="1 to 32 characters of [a-z0-9]; random when omitted."),
+    key_prefix: str = typer.Option(
+        None, "--key-prefix", help="1 to 32 characters of [a-z0-9]; random when omitted."
+    ),
     name: str = typer.Option("", "--name", help="Label shown in lists."),
     plan: str = typer.Option("free", "--plan", help="free or pro."),
     as_json: bool = JSON_OPTION,
@@ -97,7 +101,10 @@ def list_command(as_json: bool = JSON_OPTION) -> None:
 
 
 @tenants_app.command("show")
-def show(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+def show(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Show one tenant (never its secrets)."""
     from tracker.registry.tenants import get_tenant
 
@@ -109,7 +116,12 @@ def show(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
 
 
 def _print_rotated(rotated: Any, as_json: bool) -> None:
-    document = {"key_prefix": rotated.key_prefix, "kind": rotated.kind, "key_id": rotated.key_id, "secret": rotated.secret.hex()}
+    document = {
+        "key_prefix": rotated.key_prefix,
+        "kind": rotated.kind,
+        "key_id": rotated.key_id,
+        "secret": rotated.secret.hex(),
+    }
     if as_json:
         typer.echo(json.dumps(document))
         return
@@ -119,7 +131,10 @@ def _print_rotated(rotated: Any, as_json: bool) -> None:
 
 
 @tenants_app.command("rotate-secret")
-def rotate_secret(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+def rotate_secret(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Add a new HMAC signing secret and print it once; older secrets keep verifying."""
     from tracker.registry.tenants import rotate_hmac_secret
 
@@ -131,7 +146,10 @@ def rotate_secret(key_prefix: str = typer.Argument(..., help="The tenant's key p
 
 
 @tenants_app.command("rotate-key")
-def rotate_key(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+def rotate_key(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Add a new AES-256 key under the next key id and print it once; older keys keep decrypting."""
     from tracker.registry.tenants import rotate_aes_key
 
@@ -146,7 +164,9 @@ def rotate_key(key_prefix: str = typer.Argument(..., help="The tenant's key pref
 def retire(
     key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
     kind: str = typer.Option(..., "--kind", help="hmac (signing secret) or aes (encryption key)."),
-    key_id: int = typer.Option(..., "--key-id", help="Id of the secret or key, as shown by `tenants show`."),
+    key_id: int = typer.Option(
+        ..., "--key-id", help="Id of the secret or key, as shown by `tenants show`."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Retire one secret or key: links made with it stop working."""
@@ -178,7 +198,10 @@ def set_plan_command(
 
 
 @tenants_app.command("disable")
-def disable(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+def disable(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Disable the tenant: ingest rejects its events from the next registry refresh."""
     from tracker.registry.tenants import disable_tenant, get_tenant
 
@@ -191,7 +214,10 @@ def disable(key_prefix: str = typer.Argument(..., help="The tenant's key prefix.
 
 
 @tenants_app.command("enable")
-def enable(key_prefix: str = typer.Argument(..., help="The tenant's key prefix."), as_json: bool = JSON_OPTION) -> None:
+def enable(
+    key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Enable a disabled tenant."""
     from tracker.registry.tenants import enable_tenant, get_tenant
 

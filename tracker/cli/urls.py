@@ -13,10 +13,16 @@ from tracker.cli.tenants import JSON_OPTION, open_registry
 
 __all__ = ["urls_app"]
 
-urls_app = typer.Typer(help="Make signed and encrypted click URLs, and manage short links.", no_args_is_help=True)
+urls_app = typer.Typer(
+    help="Make signed and encrypted click URLs, and manage short links.", no_args_is_help=True
+)
 
-BASE_URL_OPTION = typer.Option("http://127.0.0.1:3030", "--base-url", help="Address of the ingest service.")
-PARAM_OPTION = typer.Option(None, "--param", "-p", help="Extra query parameter NAME=VALUE; repeatable.")
+BASE_URL_OPTION = typer.Option(
+    "http://127.0.0.1:3030", "--base-url", help="Address of the ingest service."
+)
+PARAM_OPTION = typer.Option(
+    None, "--param", "-p", help="Extra query parameter NAME=VALUE; repeatable."
+)
 
 
 def _parse_params(values: list[str] | None) -> list[tuple[str, str]]:
@@ -24,7 +30,9 @@ def _parse_params(values: list[str] | None) -> list[tuple[str, str]]:
     for text in values or ():
         name, equals, value = text.partition("=")
         if not equals or not name:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {text[:50]!r}", param_hint="--param")
+            raise typer.BadParameter(
+                f"expected NAME=VALUE, got {text[:50]!r}", param_hint="--param"
+            )
         pairs.append((name, value))
     return pairs
 
@@ -60,11 +68,17 @@ def _emit_url(url: str, as_json: bool, **fields: Any) -> None:
 
 @urls_app.command("sign")
 def sign(
-    tenant: str = typer.Option(..., "--tenant", help="Key prefix of the tenant whose newest secret signs."),
+    tenant: str = typer.Option(
+        ..., "--tenant", help="Key prefix of the tenant whose newest secret signs."
+    ),
     destination: str = typer.Argument(..., help="http(s) URL the click redirects to."),
     params: list[str] = PARAM_OPTION,
-    signed: list[str] = typer.Option(None, "--signed-param", help="Name of a --param the signature covers; repeatable."),
-    expires_in: int = typer.Option(None, "--expires-in", min=1, help="Seconds until the link stops working."),
+    signed: list[str] = typer.Option(
+        None, "--signed-param", help="Name of a --param the signature covers; repeatable."
+    ),
+    expires_in: int = typer.Option(
+        None, "--expires-in", min=1, help="Seconds until the link stops working."
+    ),
     base_url: str = BASE_URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -79,12 +93,20 @@ def sign(
     for name in covered_names:
         matches = [pair for pair in pairs if pair[0] == name]
         if len(matches) != 1:
-            raise typer.BadParameter(f"{name!r} must be given once with --param", param_hint="--signed-param")
+            raise typer.BadParameter(
+                f"{name!r} must be given once with --param", param_hint="--signed-param"
+            )
         covered.append(matches[0])
     secrets = _active_secrets(tenant)
     expires_at = _expiry(expires_in)
     # hmac_secrets is newest first.
-    sig = sign_click(secrets.hmac_secrets[0], destination, key_prefix=tenant, params=covered, expires_at=expires_at)
+    sig = sign_click(
+        secrets.hmac_secrets[0],
+        destination,
+        key_prefix=tenant,
+        params=covered,
+        expires_at=expires_at,
+    )
 
     query = [("url", destination), ("sig", sig)]
     if expires_at is not None:
@@ -92,16 +114,27 @@ def sign(
     if covered_names:
         query.append(("sp", ",".join(covered_names)))
     query.extend(pairs)
-    _emit_url(f"{base_url.rstrip('/')}/t?{_query(query)}", as_json, key_prefix=tenant, expires_at=expires_at)
+    _emit_url(
+        f"{base_url.rstrip('/')}/t?{_query(query)}",
+        as_json,
+        key_prefix=tenant,
+        expires_at=expires_at,
+    )
 
 
 @urls_app.command("encrypt")
 def encrypt(
-    tenant: str = typer.Option(..., "--tenant", help="Key prefix of the tenant whose newest AES key encrypts."),
+    tenant: str = typer.Option(
+        ..., "--tenant", help="Key prefix of the tenant whose newest AES key encrypts."
+    ),
     destination: str = typer.Argument(..., help="http(s) URL the click redirects to."),
-    sealed: list[str] = typer.Option(None, "--sealed-param", help="NAME=VALUE hidden inside the blob; repeatable."),
+    sealed: list[str] = typer.Option(
+        None, "--sealed-param", help="NAME=VALUE hidden inside the blob; repeatable."
+    ),
     params: list[str] = PARAM_OPTION,
-    expires_in: int = typer.Option(None, "--expires-in", min=1, help="Seconds until the link stops working."),
+    expires_in: int = typer.Option(
+        None, "--expires-in", min=1, help="Seconds until the link stops working."
+    ),
     base_url: str = BASE_URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -122,7 +155,13 @@ def encrypt(
         expires_at=expires_at,
     )
     query = [("d", blob), *_parse_params(params)]
-    _emit_url(f"{base_url.rstrip('/')}/t?{_query(query)}", as_json, key_prefix=tenant, key_id=key_id, expires_at=expires_at)
+    _emit_url(
+        f"{base_url.rstrip('/')}/t?{_query(query)}",
+        as_json,
+        key_prefix=tenant,
+        key_id=key_id,
+        expires_at=expires_at,
+    )
 
 
 def _link_dict(link: Any) -> dict[str, Any]:
@@ -151,7 +190,9 @@ def _print_link(link: Any, as_json: bool, base_url: str | None = None) -> None:
 
 @urls_app.command("create")
 def create(
-    tenant: str = typer.Option(..., "--tenant", help="Key prefix of the tenant that owns the link."),
+    tenant: str = typer.Option(
+        ..., "--tenant", help="Key prefix of the tenant that owns the link."
+    ),
     destination: str = typer.Argument(..., help="http(s) URL the short link redirects to."),
     name: str = typer.Option("", "--name", help="Label shown in lists."),
     params: list[str] = PARAM_OPTION,
@@ -163,7 +204,9 @@ def create(
 
     registry = open_registry()
     try:
-        link = create_tracking_url(registry, tenant, destination, name=name, params=dict(_parse_params(params)))
+        link = create_tracking_url(
+            registry, tenant, destination, name=name, params=dict(_parse_params(params))
+        )
     finally:
         registry.close()
     _print_link(link, as_json, base_url)
@@ -186,7 +229,10 @@ def rotate(
 
 
 @urls_app.command("disable")
-def disable(tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)."), as_json: bool = JSON_OPTION) -> None:
+def disable(
+    tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Disable a short link: clicks on it get 410 Gone."""
     from tracker.registry.tracking_urls import disable_tracking_url
 
@@ -198,7 +244,10 @@ def disable(tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)
 
 
 @urls_app.command("enable")
-def enable(tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)."), as_json: bool = JSON_OPTION) -> None:
+def enable(
+    tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Enable a disabled short link."""
     from tracker.registry.tracking_urls import enable_tracking_url
 

@@ -1,9 +1,9 @@
 """The Robyn application of the ingestion service: routes, and the guard around every handler.
 
-The guard checks the header size, answers 503 while the process drains,
+The guard checks the header size, returns 503 while the process drains,
 turns IngestError into its JSON response, counts every request and event
-rejection, and turns any unexpected exception into a logged 503 so that no
-request ever sees a 500.
+rejection, and turns any unexpected exception into a logged 503, so no
+handler ever produces a 500.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-# Which rejection reason each error code counts under in tracker_ingest_events_rejected_total.
+# Rejection reason label (tracker_ingest_events_rejected_total) for each error code.
 _REJECTION_REASON = {
     "ambiguous_click": "request",
     "duplicate_param": "request",
@@ -92,7 +92,9 @@ def _guard(service: IngestService, endpoint: str, handler: Handler) -> Handler:
         service.in_flight += 1
         try:
             if service.draining:
-                raise IngestError("shutting_down", "the server is shutting down; retry on another instance", None)
+                raise IngestError(
+                    "shutting_down", "the server is shutting down; retry on another instance", None
+                )
             check_headers(request.headers.multi_items(), max_header_bytes)
             response = await handler(request)
         except IngestError as error:
@@ -101,10 +103,13 @@ def _guard(service: IngestService, endpoint: str, handler: Handler) -> Handler:
             response = error_response(error)
         except Exception as error:
             logger.exception(
-                "Request handler failed unexpectedly.", extra={"endpoint": endpoint, "error_type": type(error).__name__}
+                "Request handler failed unexpectedly.",
+                extra={"endpoint": endpoint, "error_type": type(error).__name__},
             )
             response = error_response(
-                IngestError("internal_error", "the server could not process the request; retry later", None)
+                IngestError(
+                    "internal_error", "the server could not process the request; retry later", None
+                )
             )
         finally:
             service.in_flight -= 1

@@ -33,7 +33,7 @@ BEACON_PATH_ENV = "BEACON_JS_PATH"
 
 @dataclass(frozen=True, slots=True)
 class BeaconEvent:
-    """What a beacon body contributes to an event: tenant, type and params."""
+    """The event fields a beacon body supplies: tenant, event type and params."""
 
     key_prefix: str
     event_type: str
@@ -75,10 +75,14 @@ def parse_beacon(body: bytes) -> BeaconEvent:
         if not isinstance(extra, dict):
             raise IngestError("invalid_param", "p must be an object of string to string", "p")
         if len(extra) > MAX_BEACON_PARAMS:
-            raise IngestError("too_many_params", f"p has more than {MAX_BEACON_PARAMS} entries", "p")
+            raise IngestError(
+                "too_many_params", f"p has more than {MAX_BEACON_PARAMS} entries", "p"
+            )
         for name, value in extra.items():
             if not isinstance(value, str):
-                raise IngestError("invalid_param", f"p.{name[:50]} must be a string", f"p.{name[:50]}")
+                raise IngestError(
+                    "invalid_param", f"p.{name[:50]} must be a string", f"p.{name[:50]}"
+                )
             params.append((name, value))
 
     params.append(("url", page_url))
@@ -94,7 +98,11 @@ def load_beacon_script(path: Path | None = None) -> BeaconScript | None:
     """Read `t.js` from BEACON_JS_PATH or the repository's `beacon/t.js`; None if missing."""
     if path is None:
         configured = os.environ.get(BEACON_PATH_ENV)
-        path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "beacon" / "t.js"
+        path = (
+            Path(configured)
+            if configured
+            else Path(__file__).resolve().parents[2] / "beacon" / "t.js"
+        )
     try:
         body = path.read_bytes()
     except OSError:

@@ -63,7 +63,9 @@ def require_tenant(cache: RegistryCache, key_prefix: str, field: str = "key_pref
     return tenant
 
 
-def _resolve_signed(query: Query, settings: IngestSettings, cache: RegistryCache, now: int) -> Click:
+def _resolve_signed(
+    query: Query, settings: IngestSettings, cache: RegistryCache, now: int
+) -> Click:
     destination_text = query.required("url")
     sig = query.single("sig")
     if not sig:
@@ -75,13 +77,19 @@ def _resolve_signed(query: Query, settings: IngestSettings, cache: RegistryCache
     try:
         key_prefix, _ = split_signature(sig)
     except SignatureError:
-        raise IngestError("invalid_signature", "sig is malformed: expected [<key_prefix>_]<64 lowercase hex>", "sig") from None
+        raise IngestError(
+            "invalid_signature",
+            "sig is malformed: expected [<key_prefix>_]<64 lowercase hex>",
+            "sig",
+        ) from None
 
     if key_prefix is not None:
         secrets = require_tenant(cache, key_prefix, "sig").hmac_secrets
     else:
         if settings.url_mode != "signed" or settings.hmac_secret is None:
-            raise IngestError("invalid_signature", "unprefixed signatures are not accepted by this server", "sig")
+            raise IngestError(
+                "invalid_signature", "unprefixed signatures are not accepted by this server", "sig"
+            )
         secrets = (settings.hmac_secret,)
         key_prefix = query.required("key_prefix")
         require_tenant(cache, key_prefix)
@@ -91,27 +99,39 @@ def _resolve_signed(query: Query, settings: IngestSettings, cache: RegistryCache
     try:
         verify_click(secrets, destination_text, sig, params=covered, expires_at=expires_at, now=now)
     except SignatureExpired:
-        raise IngestError("signature_expired", "the link expired (exp is in the past)", "exp") from None
+        raise IngestError(
+            "signature_expired", "the link expired (exp is in the past)", "exp"
+        ) from None
     except SignatureError:
-        raise IngestError("invalid_signature", "the signature does not match the link", "sig") from None
+        raise IngestError(
+            "invalid_signature", "the signature does not match the link", "sig"
+        ) from None
 
     params = query.pairs(RESERVED_CLICK_PARAMS)
     params.append(("key_prefix", key_prefix))
     return Click(destination=destination, key_prefix=key_prefix, params=params)
 
 
-def _resolve_encrypted(query: Query, settings: IngestSettings, cache: RegistryCache, now: int) -> Click:
+def _resolve_encrypted(
+    query: Query, settings: IngestSettings, cache: RegistryCache, now: int
+) -> Click:
     blob = query.required("d")
     try:
         key_prefix, key_id = blob_header(blob)
     except DecryptionError:
-        raise IngestError("decryption_failed", "d is malformed: expected [<key_prefix>.]<base64url blob>", "d") from None
+        raise IngestError(
+            "decryption_failed", "d is malformed: expected [<key_prefix>.]<base64url blob>", "d"
+        ) from None
 
     if key_prefix is not None:
         keys = require_tenant(cache, key_prefix, "d").aes_keys
     else:
         if settings.url_mode != "encrypted" or not settings.encryption_keys:
-            raise IngestError("decryption_failed", "links without a tenant prefix are not accepted by this server", "d")
+            raise IngestError(
+                "decryption_failed",
+                "links without a tenant prefix are not accepted by this server",
+                "d",
+            )
         keys = settings.encryption_keys
     key = keys.get(key_id)
     if key is None:
@@ -122,9 +142,13 @@ def _resolve_encrypted(query: Query, settings: IngestSettings, cache: RegistryCa
     except SignatureExpired:
         raise IngestError("signature_expired", "the link expired", "d") from None
     except UnknownKeyId:
-        raise IngestError("unknown_key_id", f"encryption key id {key_id} is not active", "d") from None
+        raise IngestError(
+            "unknown_key_id", f"encryption key id {key_id} is not active", "d"
+        ) from None
     except DecryptionError:
-        raise IngestError("decryption_failed", "d could not be decrypted or was altered", "d") from None
+        raise IngestError(
+            "decryption_failed", "d could not be decrypted or was altered", "d"
+        ) from None
     destination = _check_destination(decrypted.destination)
 
     if key_prefix is None:
@@ -151,7 +175,9 @@ def _read_expiry(text: str | None) -> int | None:
     if text is None:
         return None
     if not text.isdigit() or len(text) > 19 or int(text) >= 2**64:
-        raise IngestError("invalid_param", "exp must be Unix seconds as a non-negative integer", "exp")
+        raise IngestError(
+            "invalid_param", "exp must be Unix seconds as a non-negative integer", "exp"
+        )
     return int(text)
 
 
@@ -162,11 +188,17 @@ def _covered_params(query: Query) -> list[tuple[str, str]]:
     covered = []
     for name in names_text.split(","):
         if name in RESERVED_CLICK_PARAMS:
-            raise IngestError("invalid_param", f"sp cannot cover the reserved parameter {name!r}", "sp")
+            raise IngestError(
+                "invalid_param", f"sp cannot cover the reserved parameter {name!r}", "sp"
+            )
         values = query.values.get(name)
         if values is None:
-            raise IngestError("invalid_signature", f"covered parameter {name[:50]!r} is missing", name[:50])
+            raise IngestError(
+                "invalid_signature", f"covered parameter {name[:50]!r} is missing", name[:50]
+            )
         if len(values) > 1:
-            raise IngestError("duplicate_param", f"covered parameter {name[:50]!r} must appear once", name[:50])
+            raise IngestError(
+                "duplicate_param", f"covered parameter {name[:50]!r} must appear once", name[:50]
+            )
         covered.append((name, values[0]))
     return covered

@@ -62,12 +62,14 @@ def parse_destination(url: str) -> Destination:
     if len(url) > MAX_DESTINATION_LEN:
         raise InvalidDestination(f"destination is longer than {MAX_DESTINATION_LEN} characters")
     if _FORBIDDEN.search(url):
-        raise InvalidDestination("destination contains whitespace, a control character or a backslash")
+        raise InvalidDestination(
+            "destination contains whitespace, a control character or a backslash"
+        )
     scheme_match = _SCHEME.match(url)
     if scheme_match is None:
         raise InvalidDestination("destination must be an absolute http:// or https:// URL")
     scheme = scheme_match.group(1).lower()
-    rest = url[scheme_match.end():]
+    rest = url[scheme_match.end() :]
 
     authority_end = len(rest)
     for delimiter in "/?#":
@@ -119,14 +121,18 @@ def _parse_authority(authority: str) -> str:
         except ValueError:
             raise InvalidDestination("destination has an invalid IPv6 address") from None
         host = f"[{literal.lower()}]"
-        port_part = authority[closing + 1:]
+        port_part = authority[closing + 1 :]
     else:
         host_text, colon, port_text = authority.partition(":")
         host = _ascii_host(host_text)
         port_part = colon + port_text
 
     if port_part:
-        if not port_part.startswith(":") or not _PORT.match(port_part[1:]) or int(port_part[1:]) > 65535:
+        if (
+            not port_part.startswith(":")
+            or not _PORT.match(port_part[1:])
+            or int(port_part[1:]) > 65535
+        ):
             raise InvalidDestination("destination has an invalid port")
         return f"{host}{port_part}"
     return host
@@ -143,7 +149,9 @@ def _ascii_host(host: str) -> str:
     try:
         encoded = idna.encode(host, uts46=True).decode("ascii")
     except idna.IDNAError:
-        raise InvalidDestination("destination host is not a valid internationalised domain name") from None
+        raise InvalidDestination(
+            "destination host is not a valid internationalised domain name"
+        ) from None
     return encoded
 
 
@@ -154,7 +162,9 @@ def _split_once(text: str, separator: str) -> tuple[str, str | None]:
 
 def _is_click_id_pair(pair: str) -> bool:
     name = pair.split("=", 1)[0]
-    return name == AD_CLICK_ID or (("%" in name or "+" in name) and unquote(name.replace("+", " ")) == AD_CLICK_ID)
+    return name == AD_CLICK_ID or (
+        ("%" in name or "+" in name) and unquote(name.replace("+", " ")) == AD_CLICK_ID
+    )
 
 
 def _encode_unsafe(text: str) -> str:

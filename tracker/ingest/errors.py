@@ -75,7 +75,9 @@ class IngestError(Exception):
 
 def error_response(error: IngestError, extra_headers: dict[str, str] | None = None) -> Response:
     """Render an IngestError as its JSON response; 503s carry Retry-After."""
-    body = orjson.dumps({"error": {"code": error.code, "field": error.field, "message": error.message}})
+    body = orjson.dumps(
+        {"error": {"code": error.code, "field": error.field, "message": error.message}}
+    )
     headers = dict(_JSON_HEADERS)
     if error.code in _RETRY_CODES:
         headers["Retry-After"] = "1"

@@ -54,7 +54,9 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise PortInUse(f"port {port} on {host} is already in use: stop the other server or set PORT") from None
+                raise PortInUse(
+                    f"port {port} on {host} is already in use: stop the other server or set PORT"
+                ) from None
             raise PortInUse(f"cannot bind {host}:{port}: {error.strerror}") from None
 
 
@@ -91,12 +93,16 @@ def serve(settings: IngestSettings) -> int:
                     continue
                 _forget_metrics(child.pid, metrics_dir)
                 if time.monotonic() - started_at < STARTUP_GRACE_SECONDS:
-                    logger.error("Ingest server process failed to start.", extra={"pid": child.pid, "exit_code": code})
+                    logger.error(
+                        "Ingest server process failed to start.",
+                        extra={"pid": child.pid, "exit_code": code},
+                    )
                     stopping = True
                     _stop_children(children, settings)
                     return 1
                 logger.error(
-                    "Ingest server process exited; restarting it.", extra={"pid": child.pid, "exit_code": code}
+                    "Ingest server process exited; restarting it.",
+                    extra={"pid": child.pid, "exit_code": code},
                 )
                 time.sleep(RESTART_DELAY_SECONDS)
                 children[slot] = (_spawn(env), time.monotonic())
@@ -115,7 +121,9 @@ def _spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _stop_children(children: dict[int, tuple[subprocess.Popen[bytes], float]], settings: IngestSettings) -> int:
+def _stop_children(
+    children: dict[int, tuple[subprocess.Popen[bytes], float]], settings: IngestSettings
+) -> int:
     """Send SIGTERM to every child, wait for their drains, kill stragglers; return the exit code."""
     for child, _ in children.values():
         if child.poll() is None:
@@ -126,7 +134,9 @@ def _stop_children(children: dict[int, tuple[subprocess.Popen[bytes], float]], s
         try:
             code = child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            logger.error("Ingest server process did not drain in time; killing it.", extra={"pid": child.pid})
+            logger.error(
+                "Ingest server process did not drain in time; killing it.", extra={"pid": child.pid}
+            )
             child.kill()
             code = child.wait()
         if code != 0:

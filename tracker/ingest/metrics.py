@@ -53,7 +53,9 @@ class IngestMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "tracker_ingest_requests_total", "HTTP requests by endpoint and status code.", ["endpoint", "status"]
+            "tracker_ingest_requests_total",
+            "HTTP requests by endpoint and status code.",
+            ["endpoint", "status"],
         )
         self.latency = Histogram(
             "tracker_ingest_request_duration_seconds",
@@ -62,7 +64,9 @@ class IngestMetrics:
             buckets=_LATENCY_BUCKETS,
         )
         self.accepted = Counter(
-            "tracker_ingest_events_accepted_total", "Events made durable, by endpoint.", ["endpoint"]
+            "tracker_ingest_events_accepted_total",
+            "Events made durable, by endpoint.",
+            ["endpoint"],
         )
         self.rejected = Counter(
             "tracker_ingest_events_rejected_total", "Events rejected, by reason.", ["reason"]
@@ -85,7 +89,9 @@ class IngestMetrics:
         self._request_children: dict[tuple[str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
         self._accepted_children: dict[str, Counter] = {}
-        self._rejected_children = {reason: self.rejected.labels(reason) for reason in REJECTION_REASONS}
+        self._rejected_children = {
+            reason: self.rejected.labels(reason) for reason in REJECTION_REASONS
+        }
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one request and record its latency."""

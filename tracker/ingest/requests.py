@@ -76,12 +76,18 @@ def decode_component(text: str, field: str) -> str:
     if "%" not in text and "+" not in text:
         return text
     if _BAD_ESCAPE.search(text):
-        raise IngestError("invalid_encoding", f"query parameter {field[:_FIELD_ECHO]!r} has an invalid percent-escape", field)
+        raise IngestError(
+            "invalid_encoding",
+            f"query parameter {field[:_FIELD_ECHO]!r} has an invalid percent-escape",
+            field,
+        )
     try:
         return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
     except UnicodeDecodeError:
         raise IngestError(
-            "invalid_encoding", f"query parameter {field[:_FIELD_ECHO]!r} is not valid UTF-8 after decoding", field
+            "invalid_encoding",
+            f"query parameter {field[:_FIELD_ECHO]!r} is not valid UTF-8 after decoding",
+            field,
         ) from None
 
 
@@ -98,10 +104,14 @@ def read_query(raw: dict[str, list[str]], path: str, limits: RequestLimits) -> Q
             length += len(name) + len(value) + 2
             count += 1
     if length > limits.max_url_bytes:
-        raise IngestError("url_too_long", f"the request URL is longer than {limits.max_url_bytes} bytes", "url")
+        raise IngestError(
+            "url_too_long", f"the request URL is longer than {limits.max_url_bytes} bytes", "url"
+        )
     if count > limits.max_params:
         raise IngestError(
-            "too_many_params", f"the request has {count} query parameters; at most {limits.max_params} are allowed", "query"
+            "too_many_params",
+            f"the request has {count} query parameters; at most {limits.max_params} are allowed",
+            "query",
         )
 
     decoded: dict[str, list[str]] = {}
@@ -135,7 +145,9 @@ def check_headers(headers: list[tuple[str, str]], max_header_bytes: int) -> None
         total += len(name) + len(value) + 4
     if total > max_header_bytes:
         raise IngestError(
-            "headers_too_large", f"request headers are larger than {max_header_bytes} bytes", "headers"
+            "headers_too_large",
+            f"request headers are larger than {max_header_bytes} bytes",
+            "headers",
         )
 
 
@@ -187,7 +199,7 @@ def _forwarded_for_hops(header: str) -> list[str]:
 
 
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Parse `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]` or `[::1]:80`; None when it is none of them."""
+    """Parse `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]` or `[::1]:80`, or return None for other text."""
     text = text.strip()
     if text.startswith("["):
         end = text.find("]")
@@ -205,5 +217,7 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     return address
 
 
-def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[Network, ...]) -> bool:
+def _is_trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[Network, ...]
+) -> bool:
     return any(address.version == network.version and address in network for network in trusted)

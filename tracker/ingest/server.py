@@ -41,14 +41,16 @@ def run(settings: IngestSettings) -> None:
     from tracker.ingest.service import IngestService
     from tracker.registry.db import Registry
 
-    registry = Registry(settings.registry_path, turso_url=settings.turso_url, turso_token=settings.turso_auth_token)
+    registry = Registry(
+        settings.registry_path, turso_url=settings.turso_url, turso_token=settings.turso_auth_token
+    )
     cache = RegistryCache(registry, refresh_seconds=settings.registry_refresh_seconds)
     cache.start()
     producer = Producer.from_settings(settings.broker)
     producer.start()
     script = load_beacon_script()
     if script is None:
-        logger.warning("Beacon script t.js not found; GET /t.js answers 404.")
+        logger.warning("Beacon script t.js not found; GET /t.js returns 404.")
 
     service = IngestService(settings, cache, producer, registry, IngestMetrics(), script)
     config = Config()
@@ -62,10 +64,12 @@ def run(settings: IngestSettings) -> None:
         if service.draining:
             return
         service.draining = True
-        threading.Thread(target=_drain, args=(service, producer, cache, settings), name="drain").start()
+        threading.Thread(
+            target=_drain, args=(service, producer, cache, settings), name="drain"
+        ).start()
 
-    # Robyn runs an async start-up hook on the main thread's event loop, where signal handlers
-    # may be installed; a plain function hook would run on a worker thread.
+    # Robyn runs an async start-up hook on the main thread's event loop, so it may install
+    # signal handlers. A plain function hook would run on a worker thread and fail.
     async def install_signal_handlers() -> None:
         signal.signal(signal.SIGTERM, begin_shutdown)
         signal.signal(signal.SIGINT, begin_shutdown)
@@ -74,7 +78,12 @@ def run(settings: IngestSettings) -> None:
     threading.Thread(target=_update_gauges, args=(service,), name="gauges", daemon=True).start()
     logger.info(
         "Ingest server starting.",
-        extra={"host": settings.host, "port": settings.port, "pid": os.getpid(), "backend": settings.broker.backend},
+        extra={
+            "host": settings.host,
+            "port": settings.port,
+            "pid": os.getpid(),
+            "backend": settings.broker.backend,
+        },
     )
     app.start(host=settings.host, port=settings.port, _check_port=False)
 

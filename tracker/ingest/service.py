@@ -1,6 +1,6 @@
 """Endpoint logic of the ingestion service: each request becomes a durable event or an error.
 
-Every accepting handler answers 2xx only after the producer reported the event
+Every accepting handler returns 2xx only after the producer reported the event
 durable (committed to the local log, acknowledged by the remote broker, or
 committed to the spool while the broker is unreachable). A crash after the
 answer therefore loses nothing the client saw accepted.
@@ -17,7 +17,14 @@ import orjson
 from robyn import Request, Response
 
 from tracker import __version__
-from tracker._core import BatchParser, EventLimits, build_event, partition_for, split_signature, verify_click
+from tracker._core import (
+    BatchParser,
+    EventLimits,
+    build_event,
+    partition_for,
+    split_signature,
+    verify_click,
+)
 from tracker.errors import (
     AuthenticationError,
     BatchError,
@@ -114,9 +121,13 @@ class IngestService:
         tu_id = request.path_params.get("tu_id") or ""
         link = self.cache.links.get(tu_id)
         if link is None:
-            raise IngestError("tracking_url_not_found", f"tracking URL {tu_id[:60]!r} does not exist", "tu_id")
+            raise IngestError(
+                "tracking_url_not_found", f"tracking URL {tu_id[:60]!r} does not exist", "tu_id"
+            )
         if not link.active:
-            raise IngestError("tracking_url_disabled", f"tracking URL {tu_id[:60]!r} is disabled", "tu_id")
+            raise IngestError(
+                "tracking_url_disabled", f"tracking URL {tu_id[:60]!r} is disabled", "tu_id"
+            )
         require_tenant(self.cache, link.key_prefix)
         query = self._query(request)
         try:
@@ -167,8 +178,12 @@ class IngestService:
             self.metrics.count_accepted("/batch", parsed.accepted)
         if parsed.rejected:
             self.metrics.count_rejected("batch_event", len(parsed.rejected))
-        rejected = [{"index": r.index, "field": r.field, "reason": r.reason} for r in parsed.rejected]
-        return Response(200, JSON_HEADERS, orjson.dumps({"accepted": parsed.accepted, "rejected": rejected}))
+        rejected = [
+            {"index": r.index, "field": r.field, "reason": r.reason} for r in parsed.rejected
+        ]
+        return Response(
+            200, JSON_HEADERS, orjson.dumps({"accepted": parsed.accepted, "rejected": rejected})
+        )
 
     async def ingest(self, request: Request) -> Response:
         api_key = self._authenticate(request)
@@ -182,7 +197,9 @@ class IngestService:
 
         event_type = document.get("event_type")
         if not isinstance(event_type, str):
-            raise IngestError("invalid_event", "event_type is required and must be a string", "event_type")
+            raise IngestError(
+                "invalid_event", "event_type is required and must be a string", "event_type"
+            )
         params = _string_map(document.get("params"), "params")
         params.append(("key_prefix", api_key.key_prefix))
         event_id = document.get("event_id")
@@ -196,7 +213,13 @@ class IngestService:
             overrides[name] = value
 
         event_id = await self._emit(
-            event_type, api_key.key_prefix, params, request, "/ingest", event_id=event_id, overrides=overrides
+            event_type,
+            api_key.key_prefix,
+            params,
+            request,
+            "/ingest",
+            event_id=event_id,
+            overrides=overrides,
         )
         return Response(200, JSON_HEADERS, orjson.dumps({"event_id": event_id}))
 
@@ -215,10 +238,15 @@ class IngestService:
     async def beacon_script(self, request: Request) -> Response:
         script = self.script
         if script is None:
-            raise IngestError("not_found", "the beacon script t.js is not installed on this server", "path")
+            raise IngestError(
+                "not_found", "the beacon script t.js is not installed on this server", "path"
+            )
         headers = {"ETag": script.etag, "Cache-Control": SCRIPT_CACHE_CONTROL}
         if_none_match = request.headers.get("if-none-match") or ""
-        if script.etag in (tag.strip() for tag in if_none_match.split(",")) or if_none_match.strip() == "*":
+        if (
+            script.etag in (tag.strip() for tag in if_none_match.split(","))
+            or if_none_match.strip() == "*"
+        ):
             return Response(304, headers, b"")
         headers["Content-Type"] = "application/javascript"
         return Response(200, headers, script.body)
@@ -247,11 +275,15 @@ class IngestService:
 
     async def metrics_text(self, request: Request) -> Response:
         self.update_gauges()
-        return Response(200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, render_metrics())
+        return Response(
+            200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, render_metrics()
+        )
 
     def update_gauges(self) -> None:
         state = self.producer.state()
-        self.metrics.set_producer_state(state.queue_events, state.spool_events, state.state == "connected")
+        self.metrics.set_producer_state(
+            state.queue_events, state.spool_events, state.state == "connected"
+        )
 
     # Shared steps.
 
@@ -277,7 +309,8 @@ class IngestService:
                 ip=overrides.get("ip") or self._client_ip(request),
                 user_agent=overrides.get("user_agent") or self._header(headers, "user-agent"),
                 referer=overrides.get("referer") or self._header(headers, "referer"),
-                accept_language=overrides.get("accept_language") or self._header(headers, "accept-language"),
+                accept_language=overrides.get("accept_language")
+                or self._header(headers, "accept-language"),
                 request_path=path[: self.max_field_len],
                 request_host=self._header(headers, "host"),
                 limits=self.event_limits,
@@ -295,13 +328,19 @@ class IngestService:
         try:
             future = submit(*args)
         except QueueFull:
-            raise IngestError("queue_full", "the server is at capacity; retry after a second", None) from None
+            raise IngestError(
+                "queue_full", "the server is at capacity; retry after a second", None
+            ) from None
         except BrokerError:
-            raise IngestError("broker_unavailable", "events cannot be stored right now; retry later", None) from None
+            raise IngestError(
+                "broker_unavailable", "events cannot be stored right now; retry later", None
+            ) from None
         try:
             await asyncio.wrap_future(future)
         except BrokerError:
-            raise IngestError("broker_unavailable", "events cannot be stored right now; retry later", None) from None
+            raise IngestError(
+                "broker_unavailable", "events cannot be stored right now; retry later", None
+            ) from None
 
     def _query(self, request: Request) -> Query:
         return read_query(request.query_params.to_dict(), request.url.path, self.limits)
@@ -344,13 +383,21 @@ class IngestService:
         header = request.headers.get("authorization") or ""
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != "bearer" or not raw_key.strip():
-            raise IngestError("unauthorized", "send the tenant API key as Authorization: Bearer <key>", "authorization")
+            raise IngestError(
+                "unauthorized",
+                "send the tenant API key as Authorization: Bearer <key>",
+                "authorization",
+            )
         try:
             api_key = verify_api_key(self.registry, raw_key.strip())
         except AuthenticationError as error:
             raise IngestError("unauthorized", str(error), "authorization") from None
         if api_key.key_prefix is None or not api_key.allows("write"):
-            raise IngestError("permission_denied", "POST /ingest needs a tenant API key with write scope", "authorization")
+            raise IngestError(
+                "permission_denied",
+                "POST /ingest needs a tenant API key with write scope",
+                "authorization",
+            )
         require_tenant(self.cache, api_key.key_prefix, "authorization")
         return api_key
 
@@ -392,18 +439,26 @@ def _verify_pixel_signature(
     try:
         sig_prefix, _ = split_signature(sig)
     except SignatureError:
-        raise IngestError("invalid_signature", "sig is malformed: expected <key_prefix>_<64 lowercase hex>", "sig") from None
+        raise IngestError(
+            "invalid_signature", "sig is malformed: expected <key_prefix>_<64 lowercase hex>", "sig"
+        ) from None
     if sig_prefix != key_prefix:
-        raise IngestError("invalid_signature", "sig must carry the same key prefix as key_prefix", "sig")
+        raise IngestError(
+            "invalid_signature", "sig must carry the same key prefix as key_prefix", "sig"
+        )
 
     exp_text = query.single("exp")
     if exp_text is not None and (not exp_text.isdigit() or len(exp_text) > 19):
-        raise IngestError("invalid_param", "exp must be Unix seconds as a non-negative integer", "exp")
+        raise IngestError(
+            "invalid_param", "exp must be Unix seconds as a non-negative integer", "exp"
+        )
     covered = []
     names = query.single("sp")
     for name in names.split(",") if names else ():
         if name in _SIGNATURE_PARAMS:
-            raise IngestError("invalid_param", f"sp cannot cover the reserved parameter {name!r}", "sp")
+            raise IngestError(
+                "invalid_param", f"sp cannot cover the reserved parameter {name!r}", "sp"
+            )
         covered.append((name, query.required(name)))
     try:
         verify_click(
@@ -415,15 +470,19 @@ def _verify_pixel_signature(
             now=int(time.time()),
         )
     except SignatureExpired:
-        raise IngestError("signature_expired", "the link expired (exp is in the past)", "exp") from None
+        raise IngestError(
+            "signature_expired", "the link expired (exp is in the past)", "exp"
+        ) from None
     except SignatureError:
-        raise IngestError("invalid_signature", "the signature does not match the request", "sig") from None
+        raise IngestError(
+            "invalid_signature", "the signature does not match the request", "sig"
+        ) from None
 
 
 def _batch_error(error: BatchError) -> IngestError:
     field = getattr(error, "field", "") or "body"
     message = str(error)
-    # BatchError has no code of its own, so the event-count case is told apart by its message.
+    # BatchError carries no code, so the event-count case is recognised by its message.
     # NOTE: this depends on the extension's wording ("holds more than N events").
     if field == "events" and "more than" in message:
         return IngestError("batch_too_large", message, field)
@@ -438,6 +497,8 @@ def _string_map(value: Any, field: str) -> list[tuple[str, str]]:
     pairs = []
     for name, item in value.items():
         if not isinstance(item, str):
-            raise IngestError("invalid_event", f"{field}.{name[:50]} must be a string", f"{field}.{name[:50]}")
+            raise IngestError(
+                "invalid_event", f"{field}.{name[:50]} must be a string", f"{field}.{name[:50]}"
+            )
         pairs.append((name, item))
     return pairs

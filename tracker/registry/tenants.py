@@ -84,7 +84,7 @@ class RotatedSecret:
 
 @dataclass(frozen=True, slots=True)
 class TenantSecrets:
-    """What the ingest cache keeps per tenant: status, plan and the active secret bytes."""
+    """A tenant's status, plan and active secret bytes, as the ingest cache keeps them."""
 
     key_prefix: str
     status: str
@@ -107,7 +107,9 @@ def validate_key_prefix(key_prefix: str) -> str:
     return key_prefix
 
 
-def create_tenant(registry: Any, *, key_prefix: str | None = None, name: str = "", plan: str = "free") -> NewTenant:
+def create_tenant(
+    registry: Any, *, key_prefix: str | None = None, name: str = "", plan: str = "free"
+) -> NewTenant:
     """Insert a tenant with one HMAC secret and one AES key (id 0); raise Conflict if it exists.
 
     Without `key_prefix`, a random 8-character one is generated.
@@ -188,7 +190,9 @@ def retire_secret(registry: Any, key_prefix: str, kind: str, key_id: int) -> Non
             (key_prefix, kind),
         ).fetchone()
         if active <= 1:
-            raise Conflict(f"cannot retire the last active {kind} key of tenant {key_prefix!r}; rotate first")
+            raise Conflict(
+                f"cannot retire the last active {kind} key of tenant {key_prefix!r}; rotate first"
+            )
         connection.execute(
             "UPDATE tenant_secrets SET status = 'retired' WHERE key_prefix = ? AND kind = ? AND key_id = ?",
             (key_prefix, kind, key_id),
@@ -220,13 +224,16 @@ def load_tenant_secrets(registry: Any, *, changed_since: int | None = None) -> l
     """
     connection = registry.connection()
     if changed_since is None:
-        rows = connection.execute("SELECT key_prefix, status, plan, updated_at FROM tenants").fetchall()
+        rows = connection.execute(
+            "SELECT key_prefix, status, plan, updated_at FROM tenants"
+        ).fetchall()
         secret_rows = connection.execute(
             "SELECT key_prefix, kind, key_id, secret FROM tenant_secrets WHERE status = 'active' ORDER BY key_id DESC"
         ).fetchall()
     else:
         rows = connection.execute(
-            "SELECT key_prefix, status, plan, updated_at FROM tenants WHERE updated_at >= ?", (changed_since,)
+            "SELECT key_prefix, status, plan, updated_at FROM tenants WHERE updated_at >= ?",
+            (changed_since,),
         ).fetchall()
         secret_rows = connection.execute(
             "SELECT s.key_prefix, s.kind, s.key_id, s.secret FROM tenant_secrets AS s"
@@ -262,7 +269,8 @@ def _rotate(registry: Any, key_prefix: str, kind: str) -> RotatedSecret:
     with registry.transaction() as connection:
         _require_tenant(connection, key_prefix)
         (highest,) = connection.execute(
-            "SELECT max(key_id) FROM tenant_secrets WHERE key_prefix = ? AND kind = ?", (key_prefix, kind)
+            "SELECT max(key_id) FROM tenant_secrets WHERE key_prefix = ? AND kind = ?",
+            (key_prefix, kind),
         ).fetchone()
         key_id = 0 if highest is None else highest + 1
         if key_id > MAX_KEY_ID:
@@ -277,13 +285,16 @@ def _update_tenant(registry: Any, key_prefix: str, column: str, value: str) -> N
     with registry.transaction() as connection:
         # `column` comes from this module only, never from a caller.
         cursor = connection.execute(
-            f"UPDATE tenants SET {column} = ?, updated_at = ? WHERE key_prefix = ?", (value, now, key_prefix)
+            f"UPDATE tenants SET {column} = ?, updated_at = ? WHERE key_prefix = ?",
+            (value, now, key_prefix),
         )
         if cursor.rowcount == 0:
             raise NotFound(f"tenant {str(key_prefix)[:50]!r} not found")
 
 
-def _insert_secret(connection: Any, key_prefix: str, kind: str, key_id: int, secret: bytes, now: int) -> None:
+def _insert_secret(
+    connection: Any, key_prefix: str, kind: str, key_id: int, secret: bytes, now: int
+) -> None:
     connection.execute(
         "INSERT INTO tenant_secrets (key_prefix, kind, key_id, secret, status, created_at)"
         " VALUES (?, ?, ?, ?, 'active', ?)",
@@ -296,11 +307,16 @@ def _touch(connection: Any, key_prefix: str, now: int) -> None:
 
 
 def _require_tenant(connection: Any, key_prefix: str) -> None:
-    if connection.execute("SELECT 1 FROM tenants WHERE key_prefix = ?", (key_prefix,)).fetchone() is None:
+    if (
+        connection.execute("SELECT 1 FROM tenants WHERE key_prefix = ?", (key_prefix,)).fetchone()
+        is None
+    ):
         raise NotFound(f"tenant {str(key_prefix)[:50]!r} not found")
 
 
-def _active_key_ids(connection: Any, key_prefix: str | None) -> dict[tuple[str, str], tuple[int, ...]]:
+def _active_key_ids(
+    connection: Any, key_prefix: str | None
+) -> dict[tuple[str, str], tuple[int, ...]]:
     query = "SELECT key_prefix, kind, key_id FROM tenant_secrets WHERE status = 'active'"
     arguments: tuple[str, ...] = ()
     if key_prefix is not None:

@@ -81,7 +81,12 @@ def create_tracking_url(
     now = _now()
 
     with registry.transaction() as connection:
-        if connection.execute("SELECT 1 FROM tenants WHERE key_prefix = ?", (key_prefix,)).fetchone() is None:
+        if (
+            connection.execute(
+                "SELECT 1 FROM tenants WHERE key_prefix = ?", (key_prefix,)
+            ).fetchone()
+            is None
+        ):
             raise NotFound(f"tenant {str(key_prefix)[:50]!r} not found")
         connection.execute(
             f"INSERT INTO tracking_urls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
@@ -102,9 +107,11 @@ def create_tracking_url(
 
 def get_tracking_url(registry: Any, tu_id: str) -> TrackingUrl:
     """Return one short link; raise NotFound if the id is unknown."""
-    row = registry.connection().execute(
-        f"SELECT {_COLUMNS} FROM tracking_urls WHERE tu_id = ?", (tu_id,)
-    ).fetchone()
+    row = (
+        registry.connection()
+        .execute(f"SELECT {_COLUMNS} FROM tracking_urls WHERE tu_id = ?", (tu_id,))
+        .fetchone()
+    )
     if row is None:
         raise NotFound(f"tracking URL {str(tu_id)[:60]!r} not found")
     return _from_row(row)
@@ -158,7 +165,8 @@ def _update(registry: Any, tu_id: str, column: str, value: str) -> TrackingUrl:
     with registry.transaction() as connection:
         # `column` comes from this module only, never from a caller.
         cursor = connection.execute(
-            f"UPDATE tracking_urls SET {column} = ?, updated_at = ? WHERE tu_id = ?", (value, now, tu_id)
+            f"UPDATE tracking_urls SET {column} = ?, updated_at = ? WHERE tu_id = ?",
+            (value, now, tu_id),
         )
         if cursor.rowcount == 0:
             raise NotFound(f"tracking URL {str(tu_id)[:60]!r} not found")
