@@ -1,85 +1,83 @@
-/* tracker beacon: pageviews, link clicks and custom events sent to POST /t/auto.
-   No cookies, no storage, no eval; every entry point catches its own errors. */
+/* tracker beacon: pageviews, link clicks and custom events to POST /t/auto. See README.md. */
 (function () {
   "use strict";
 
-  var script = document.currentScript;
-  var key = script && script.getAttribute("data-key");
+  const script = document.currentScript;
+  const options = script ? script.dataset : {};
+  const key = options.key;
   if (!key || window.tracker) return;
 
-  var host = script.getAttribute("data-host") || safe(function () {
-    return new URL(script.src).origin;
-  });
-  var endpoint = String(host).replace(/\/+$/, "") + "/t/auto";
-  var mode = script.getAttribute("data-track") || "outbound";
-  var adClickId = safe(function () {
-    return new URL(location.href).searchParams.get("ad_click_id");
-  });
-  var lastUrl = null;
-
-  function safe(fn) {
+  const safe = (fn) => {
     try {
       return fn();
     } catch (e) {
       return null;
     }
-  }
+  };
+  const clip = (value, max) => String(value).slice(0, max);
 
-  function clip(value, max) {
-    return String(value).slice(0, max);
-  }
+  const host = options.host || safe(() => new URL(script.src).origin);
+  const endpoint = String(host).replace(/\/+$/, "") + "/t/auto";
+  const mode = options.track || "outbound";
+  const adClickId = safe(() => new URL(location.href).searchParams.get("ad_click_id"));
+  let lastUrl = null;
 
-  // The server takes at most 32 string params.
-  function cleanParams(params) {
-    var out = {};
-    var names = params && typeof params === "object" ? Object.keys(params).slice(0, 32) : [];
-    names.forEach(function (name) {
-      out[clip(name, 128)] = clip(params[name], 2048);
+  // The server takes at most 32 string params and a body of at most 16 KB.
+  function cleanParams(params, max) {
+    const names = params && typeof params === "object" ? Object.keys(params).slice(0, 32) : [];
+    const out = {};
+    names.forEach((name) => {
+      out[clip(name, 128)] = clip(params[name], max);
     });
     return names.length ? out : undefined;
   }
 
-  function send(type, params) {
-    var body = JSON.stringify({
+  function encode(type, params, max) {
+    return JSON.stringify({
       k: key,
       t: type,
       u: clip(location.href, 2048),
       r: clip(document.referrer, 2048),
       c: adClickId || undefined,
-      p: cleanParams(params)
+      p: max < 0 ? undefined : cleanParams(params, max)
     });
-    if (navigator.sendBeacon && navigator.sendBeacon(endpoint, body)) return;
+  }
+
+  function send(type, params) {
+    // Halve the longest allowed param value until the body fits, then drop params.
+    let max = 2048;
+    let body = encode(type, params, max);
+    while (new TextEncoder().encode(body).length > 16000 && max >= 0) {
+      max = max ? max >> 1 : -1;
+      body = encode(type, params, max);
+    }
+    if (safe(() => navigator.sendBeacon(endpoint, body))) return;
     // keepalive lets the request outlive the page, like sendBeacon.
-    fetch(endpoint, {method: "POST", body: body, keepalive: true, mode: "no-cors",
-      credentials: "omit", headers: {"Content-Type": "text/plain"}}).catch(function () {});
+    fetch(endpoint, {method: "POST", body, keepalive: true, mode: "no-cors",
+      credentials: "omit", headers: {"Content-Type": "text/plain"}}).catch(() => {});
   }
 
-  function pageview() {
-    safe(function () {
-      if (location.href === lastUrl) return;
-      lastUrl = location.href;
-      send("pageview");
-    });
-  }
+  const pageview = () => safe(() => {
+    if (location.href === lastUrl) return;
+    lastUrl = location.href;
+    send("pageview");
+  });
 
-  function onClick(event) {
-    safe(function () {
-      if (mode === "none" || (event.type === "auxclick" && event.button !== 1)) return;
-      var link = event.target.closest && event.target.closest("a[href]");
-      if (!link) return;
-      var url = new URL(link.href, location.href);
-      if (!/^https?:$/.test(url.protocol)) return;
-      var outbound = url.origin !== location.origin;
-      if (!outbound && mode !== "all") return;
-      send(outbound ? "outbound" : "link_click",
-        {href: url.href, text: clip((link.innerText || link.textContent || "").trim(), 200)});
-    });
-  }
+  const onClick = (event) => safe(() => {
+    if (mode === "none" || (event.type === "auxclick" && event.button !== 1)) return;
+    const link = event.target.closest("a[href]");
+    if (!link) return;
+    const url = new URL(link.href, location.href);
+    const outbound = url.origin !== location.origin;
+    if (!/^https?:$/.test(url.protocol) || (!outbound && mode !== "all")) return;
+    send(outbound ? "outbound" : "link_click",
+      {href: url.href, text: clip((link.innerText || link.textContent || "").trim(), 200)});
+  });
 
   function wrapHistory(name) {
-    var original = history[name];
+    const original = history[name];
     history[name] = function () {
-      var result = original.apply(this, arguments);
+      const result = original.apply(this, arguments);
       pageview();
       return result;
     };
@@ -87,19 +85,17 @@
 
   window.tracker = {
     // Returns false when the type breaks the event_type rule.
-    track: function (type, params) {
-      return !!safe(function () {
-        if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(type)) return false;
-        send(type, params);
-        return true;
-      });
-    }
+    track: (type, params) => !!safe(() => {
+      if (typeof type !== "string" || !/^[A-Za-z0-9_.:-]{1,64}$/.test(type)) return false;
+      send(type, params);
+      return true;
+    })
   };
 
-  safe(function () {
+  safe(() => {
     document.addEventListener("click", onClick, true);
     document.addEventListener("auxclick", onClick, true);
-    if (!script.hasAttribute("data-no-spa")) {
+    if (!("noSpa" in options)) {
       wrapHistory("pushState");
       wrapHistory("replaceState");
       window.addEventListener("popstate", pageview);
