@@ -21,6 +21,7 @@ from tracker.api.params import (
     parse_window,
 )
 from tracker.api.routing import Context, Param, Reply, Route
+from tracker.errors import QueryError
 from tracker.query import model
 
 __all__ = ["ROUTES", "iso_ms"]
@@ -62,6 +63,16 @@ def _router(context: Context) -> Any:
     return router
 
 
+async def _ask(method: Any, query: Any, tier: str | None) -> Any:
+    """Run one router call; a tier the caller named but this server lacks is a 422."""
+    try:
+        return await method(query, tier)
+    except QueryError as error:
+        if tier is not None and error.code == "tier_unavailable":
+            raise ApiError("tier_unavailable", "tier", str(error), status=422) from error
+        raise
+
+
 def _max_hours(context: Context) -> int:
     settings = context.services.query_settings
     return settings.max_query_hours if settings is not None else DEFAULT_MAX_QUERY_HOURS
@@ -91,7 +102,7 @@ async def list_events(context: Context) -> Reply:
         limit=context.args.integer("limit", 100, minimum=1, maximum=model.MAX_EVENTS_LIMIT),
         cursor=context.args.one("cursor"),
     )
-    page = await _router(context).events(query, tier)
+    page = await _ask(_router(context).events, query, tier)
     return 200, {
         "events": page.events,
         "next_cursor": page.next_cursor,
@@ -107,7 +118,7 @@ async def event_stats(context: Context) -> Reply:
         group_by=parse_group_by(context.args.one("group_by")),
         tz=context.args.one("tz") or "UTC",
     )
-    result = await _router(context).stats(query, tier)
+    result = await _ask(_router(context).stats, query, tier)
     return 200, {
         "total": result.total,
         "rows": result.rows,
@@ -143,7 +154,7 @@ async def match_events(context: Context) -> Reply:
         window_ms=window_ms,
         limit=args.integer("limit", 100, minimum=0, maximum=model.MAX_MATCH_LIMIT),
     )
-    result = await _router(context).match(query, tier)
+    result = await _ask(_router(context).match, query, tier)
     return 200, {
         "pairs": result.pairs,
         "summary": result.summary,
@@ -244,7 +255,7 @@ ROUTES = [
                 **FRESHNESS,
             },
         },
-        errors=(503, 504),
+        errors=(422, 503, 504),
     ),
     Route(
         "GET",
@@ -334,7 +345,7 @@ ROUTES = [
                 **FRESHNESS,
             },
         },
-        errors=(503, 504),
+        errors=(422, 503, 504),
     ),
 ]
 

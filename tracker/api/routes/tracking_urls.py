@@ -182,7 +182,12 @@ async def update_url(context: Context) -> Reply:
     return 200, _json(url)
 
 
-_DESTINATION = {"type": "string", "format": "uri", "maxLength": MAX_DESTINATION_LENGTH}
+_DESTINATION = {
+    "type": "string",
+    "format": "uri",
+    "pattern": "^https?://",
+    "maxLength": MAX_DESTINATION_LENGTH,
+}
 
 ROUTES = [
     Route(
@@ -206,6 +211,7 @@ ROUTES = [
                 "params": {
                     "type": "object",
                     "maxProperties": MAX_PARAMS,
+                    "propertyNames": {"minLength": 1, "maxLength": MAX_PARAM_KEY_LENGTH},
                     "additionalProperties": {"type": "string", "maxLength": MAX_PARAM_VALUE_LENGTH},
                 },
             },

@@ -15,6 +15,8 @@ from tracker.registry import webhooks
 
 __all__ = ["ROUTES"]
 
+MAX_BEFORE = 10**15
+
 ENDPOINT: dict[str, Any] = {
     "type": "object",
     "required": ["endpoint_id", "key_prefix", "url", "event_types", "param_filters", "status"],
@@ -55,7 +57,7 @@ PAGE_PARAMS = (
     ),
     Param(
         "before",
-        {"type": "integer", "minimum": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_BEFORE},
         "Only deliveries created before this Unix second (next page).",
     ),
 )
@@ -63,7 +65,7 @@ PAGE_PARAMS = (
 
 def _page(args: QueryArgs) -> dict[str, int | None]:
     limit = args.integer("limit", 100, minimum=1, maximum=webhooks.MAX_LIST_LIMIT)
-    before = args.integer("before", -1, minimum=0, maximum=2**62)
+    before = args.integer("before", -1, minimum=0, maximum=MAX_BEFORE)
     return {"limit": limit, "before": None if before < 0 else before}
 
 
@@ -171,13 +173,26 @@ ROUTES = [
             "additionalProperties": False,
             "required": ["url"],
             "properties": {
-                "url": {"type": "string", "format": "uri", "maxLength": 2048},
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "pattern": "^https?://",
+                    "maxLength": 2048,
+                },
                 "event_types": {
                     "type": "array",
-                    "items": {"type": "string"},
+                    "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
                     "maxItems": webhooks.MAX_EVENT_TYPES,
                 },
-                "param_filters": {"type": "object", "additionalProperties": {"type": "string"}},
+                "param_filters": {
+                    "type": "object",
+                    "maxProperties": webhooks.MAX_PARAM_FILTERS,
+                    "propertyNames": {"minLength": 1, "maxLength": webhooks.MAX_PARAM_KEY_LENGTH},
+                    "additionalProperties": {
+                        "type": "string",
+                        "maxLength": webhooks.MAX_PARAM_VALUE_LENGTH,
+                    },
+                },
                 "description": {"type": "string", "maxLength": webhooks.MAX_DESCRIPTION_LENGTH},
             },
         },
