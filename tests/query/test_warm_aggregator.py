@@ -44,7 +44,7 @@ async def run_until_stored(sink: WarmAggregator, broker: Broker, data_dir: Path)
     ends = {p: await broker.end_offset(TOPIC_EVENTS_CLEAN, p) for p in range(PARTITIONS)}
     wanted = {p: end for p, end in ends.items() if end is not None}
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):
             while (await sink.stored_offsets() or {}) != wanted:
                 if task.done():
                     task.result()

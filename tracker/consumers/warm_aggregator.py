@@ -172,39 +172,46 @@ class WarmAggregator(Sink):
     @staticmethod
     def _rollup(rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """Return the (counts, params, ids) frames of a batch of new, valid events."""
-        frame = pl.DataFrame(
+        tenants, hours, event_types = [], [], []
+        # One row per (event, param) pair, kept as flat lists: Polars builds flat string
+        # columns far faster than nested lists.
+        pair_tenants, pair_hours, pair_types, pair_keys, pair_values = [], [], [], [], []
+        for event in rows:
+            tenant = event["params"]["key_prefix"]
+            hour = event["timestamp"] - event["timestamp"] % HOUR_MS
+            event_type = event["event_type"]
+            tenants.append(tenant)
+            hours.append(hour)
+            event_types.append(event_type)
+            for key, value in event["params"].items():
+                pair_tenants.append(tenant)
+                pair_hours.append(hour)
+                pair_types.append(event_type)
+                pair_keys.append(key)
+                pair_values.append(value)
+
+        events = pl.DataFrame(
+            {"tenant": tenants, "hour": hours, "event_type": event_types},
+            schema={"tenant": pl.String, "hour": pl.Int64, "event_type": pl.String},
+        )
+        counts = events.group_by("tenant", "hour", "event_type").agg(pl.len().cast(pl.Int64).alias("count"))
+        pairs = pl.DataFrame(
             {
-                "event_id": [event["event_id"] for event in rows],
-                "tenant": [event["params"]["key_prefix"] for event in rows],
-                "hour": [event["timestamp"] - event["timestamp"] % HOUR_MS for event in rows],
-                "event_type": [event["event_type"] for event in rows],
-                "pairs": [list(event["params"].items()) for event in rows],
+                "tenant": pair_tenants,
+                "hour": pair_hours,
+                "event_type": pair_types,
+                "key": pair_keys,
+                "value": pair_values,
             },
-            schema={
-                "event_id": pl.String,
-                "tenant": pl.String,
-                "hour": pl.Int64,
-                "event_type": pl.String,
-                "pairs": pl.List(pl.List(pl.String)),
-            },
+            schema={key: dtype for key, dtype in PARAMS_SCHEMA.items() if key != "count"},
         )
-        counts = frame.group_by("tenant", "hour", "event_type").agg(pl.len().cast(pl.Int64).alias("count"))
-        params = (
-            frame.select("tenant", "hour", "event_type", "pairs")
-            .explode("pairs")
-            .drop_nulls("pairs")
-            .select(
-                "tenant",
-                "hour",
-                "event_type",
-                pl.col("pairs").list.get(0).alias("key"),
-                pl.col("pairs").list.get(1).alias("value"),
-            )
-            .group_by("tenant", "hour", "event_type", "key", "value")
-            .agg(pl.len().cast(pl.Int64).alias("count"))
+        params = pairs.group_by("tenant", "hour", "event_type", "key", "value").agg(
+            pl.len().cast(pl.Int64).alias("count")
         )
-        ids = frame.select("event_id", "hour")
-        return counts.cast(COUNTS_SCHEMA), params.cast(PARAMS_SCHEMA), ids.cast(IDS_SCHEMA)
+        ids = pl.DataFrame(
+            {"event_id": [event["event_id"] for event in rows], "hour": hours}, schema=IDS_SCHEMA
+        )
+        return counts.select(list(COUNTS_SCHEMA)), params.select(list(PARAMS_SCHEMA)), ids
 
     def compact(self) -> None:
         """Merge the small files of each kind into one, drop hours past retention and old ledger ids."""
