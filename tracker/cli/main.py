@@ -25,6 +25,10 @@ from tracker.cli.consume import consume  # noqa: E402
 
 app.command("consume")(consume)
 
+from tracker.cli.doctor import doctor  # noqa: E402
+
+app.command("doctor")(doctor)
+
 from tracker.cli.keys import keys_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
@@ -57,7 +61,8 @@ app.add_typer(urls_app, name="urls")
 def main() -> None:
     """Run the CLI; the product's own errors go to stderr with exit code 1."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except TrackerError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -73,6 +78,8 @@ def main() -> None:
             error.show()
             raise SystemExit(error.exit_code) from None
         raise
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":
