@@ -34,6 +34,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 from tracker._core import encode_record_batch
+from tracker.broker._queue import Entry, Ticket, as_bytes
 from tracker.broker.base import TOPIC_EVENTS, Broker
 from tracker.broker.local import LocalBroker
 from tracker.broker.settings import BrokerSettings
@@ -64,31 +65,6 @@ class ProducerState:
     failed_events: int
 
 
-class _Ticket:
-    """The future shared by one or more submits and how many of its entries are not durable yet."""
-
-    __slots__ = ("future", "remaining")
-
-    def __init__(self, entries: int) -> None:
-        self.future: Future[None] = Future()
-        # A running future ignores cancel(), so one caller that stops waiting (asyncio.wrap_future
-        # cancels its source) cannot cancel the future other submits share.
-        self.future.set_running_or_notify_cancel()
-        self.remaining = entries
-
-
-@dataclass(slots=True)
-class _Entry:
-    """Queued work for one partition: one encoded record batch, or single events to encode."""
-
-    partition: int
-    events: int
-    ticket: _Ticket
-    batch: bytes | None = None
-    singles: list[bytes] | None = None
-    size: int = 0
-
-
 class Producer:
     """Batches submitted events per partition and publishes them from a background thread."""
 
@@ -108,8 +84,8 @@ class Producer:
 
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._queue: deque[_Entry] = deque()
-        self._open_singles: dict[int, _Entry] = {}
+        self._queue: deque[Entry] = deque()
+        self._open_singles: dict[int, Entry] = {}
         self._queued_events = 0
         self._queued_bytes = 0
         self._signalled = False
@@ -190,12 +166,12 @@ class Producer:
         `queue_events` events already.
         """
         self._check_partition(partition)
-        event = _as_bytes(event_json)
+        event = as_bytes(event_json)
         with self._lock:
             self._check_room(1, len(event))
             entry = self._open_singles.get(partition)
             if entry is None:
-                entry = _Entry(partition, 0, _Ticket(1), singles=[])
+                entry = Entry(partition, 0, Ticket(1), singles=[])
                 self._open_singles[partition] = entry
                 self._queue.append(entry)
             assert entry.singles is not None
@@ -221,11 +197,11 @@ class Producer:
             if count < 0:
                 raise BrokerError(f"event count must be at least 0, got {count}")
             events += count
-        ticket = _Ticket(len(records))
+        ticket = Ticket(len(records))
         if not records:
             ticket.future.set_result(None)
             return ticket.future
-        entries = [_Entry(p, count, ticket, batch=_as_bytes(batch)) for p, count, batch in records]
+        entries = [Entry(p, count, ticket, batch=as_bytes(batch)) for p, count, batch in records]
         size = sum(len(entry.batch or b"") for entry in entries)
         for entry in entries:
             entry.size = len(entry.batch or b"")
@@ -373,9 +349,9 @@ class Producer:
             if closing and not self._queue:
                 return
 
-    async def _publish_round(self, entries: list[_Entry]) -> None:
+    async def _publish_round(self, entries: list[Entry]) -> None:
         """Publish every entry, one broker call per partition, then settle their tickets."""
-        by_partition: dict[int, list[_Entry]] = {}
+        by_partition: dict[int, list[Entry]] = {}
         for entry in entries:
             by_partition.setdefault(entry.partition, []).append(entry)
         async with self._route_lock:
@@ -393,7 +369,7 @@ class Producer:
                 )
             self._settle(group, result if isinstance(result, BaseException) else None)
 
-    async def _publish_partition(self, partition: int, entries: list[_Entry]) -> None:
+    async def _publish_partition(self, partition: int, entries: list[Entry]) -> None:
         payloads = self._encode(entries)
         events = sum(entry.events for entry in entries)
         if not self._spooling:
@@ -417,7 +393,7 @@ class Producer:
         self._spool_events += events
         self._spooled_events += events
 
-    def _encode(self, entries: list[_Entry]) -> list[bytes]:
+    def _encode(self, entries: list[Entry]) -> list[bytes]:
         """Return the payloads in submission order, single events framed into record batches."""
         payloads: list[bytes] = []
         limit = self.settings.batch_events
@@ -430,7 +406,7 @@ class Producer:
                 payloads.append(encode_record_batch(singles[start : start + limit]))
         return payloads
 
-    def _settle(self, entries: list[_Entry], error: BaseException | None) -> None:
+    def _settle(self, entries: list[Entry], error: BaseException | None) -> None:
         settled = settled_bytes = 0
         for entry in entries:
             ticket = entry.ticket
@@ -527,6 +503,8 @@ class Producer:
         except BrokerUnavailable:
             self._connected = False
             raise
+        # NOTE: a message the broker rejects for good (BrokerError) stays at the head of the
+        # spool and blocks its partition; each pass logs the error until someone removes it.
         last = messages[-1].offset
         await spool.commit(self.topic, FORWARDER_GROUP, partition, last)
         await spool.truncate(self.topic, partition, last)
@@ -543,12 +521,3 @@ class Producer:
             events += stats.events
         self._spool_messages = messages
         self._spool_events = events
-
-
-def _as_bytes(payload: object) -> bytes:
-    """Return `payload` as bytes; raise BrokerError for anything that is not a bytes-like object."""
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, (bytearray, memoryview)):
-        return bytes(payload)
-    raise BrokerError(f"expected bytes, got {type(payload).__name__}")
