@@ -74,7 +74,7 @@ def example_urls(demo: DemoTenant, *, base_url: str) -> dict[str, str]:
     secret = bytes.fromhex(demo.hmac_secret_hex)
     sig = _core.sign_click(secret, DEMO_DESTINATION, key_prefix=demo.key_prefix)
     signed = f"{base_url}/t?" + urlencode(
-        {"url": DEMO_DESTINATION, "sig": sig, "sub1": "welcome"}, quote_via=quote
+        {"url": DEMO_DESTINATION, "sig": sig, "sub1": "welcome", "click_id": "c-1001"}, quote_via=quote
     )
 
     expires_at = int(time.time()) + 30 * 24 * 3600
@@ -87,7 +87,7 @@ def example_urls(demo: DemoTenant, *, base_url: str) -> dict[str, str]:
     )
     encrypted = f"{base_url}/t?" + urlencode({"d": blob, "sub1": "welcome"}, quote_via=quote)
     postback = f"{base_url}/p?" + urlencode(
-        {"key_prefix": demo.key_prefix, "event_type": "postback", "click_id": "<ad_click_id>"}
+        {"key_prefix": demo.key_prefix, "click_id": "c-1001", "amount": "12.50"}
     )
     impression = f"{base_url}/i?" + urlencode({"key_prefix": demo.key_prefix, "placement": "top"})
     return {
