@@ -24,7 +24,7 @@ def paged(request):
     start = int(cursor)
     following = str(start + 2) if start + 2 < 5 else None
     return Reply(200, {"events": [event(n) for n in range(start, min(start + 2, 5))],
-                       "next_cursor": following})
+                       "next_cursor": following, "tier": "cold", "data_through_ms": None})
 
 
 def test_api_events_follows_cursor(server):
@@ -43,19 +43,30 @@ def test_api_events_follows_cursor(server):
 
 def test_api_stats_and_match(server):
     server.script = [
-        Reply(200, {"total": 12, "groups": [{"key": "google", "count": 12}]}),
-        Reply(200, {"matches": [{"trigger_event": event(1), "result_event": event(2),
-                                 "time_delta_ms": 1500}], "match_rate": 0.5}),
+        Reply(200, {"total": 12, "rows": [{"param:sub1": "google", "count": 12}],
+                    "truncated": False, "tier": "warm", "data_through_ms": 1_700_000_000_000}),
+        Reply(200, {"pairs": [{"trigger_event": event(1), "result_event": event(2),
+                               "time_delta_ms": 1500}],
+                    "summary": {"triggers": 2, "results": 1, "matched": 1, "match_rate": 0.5,
+                                "time_delta_ms": {"p50": 1500, "p90": 1500, "p99": 1500,
+                                                  "min": 1500, "max": 1500}},
+                    "tier": "cold", "data_through_ms": None}),
     ]
     with TrackerApi(server.url, API_KEY) as api:
         stats = api.stats(group_by="param:sub1", hours=48)
         result = api.match("click", "postback", "click_id")
 
     assert stats.total == 12
-    assert stats.groups == [{"key": "google", "count": 12}]
+    assert stats.rows == [{"param:sub1": "google", "count": 12}]
+    assert stats.truncated is False
+    assert stats.tier == "warm"
     assert result.match_rate == 0.5
-    assert result.matches[0].time_delta_ms == 1500
-    assert result.matches[0].result_event.event_id == "id-2"
+    assert result.triggers == 2
+    assert result.matched == 1
+    assert result.time_delta_ms["p50"] == 1500
+    assert result.pairs[0].time_delta_ms == 1500
+    assert result.pairs[0].result_event.event_id == "id-2"
+    assert result.tier == "cold"
     match_query = parse_qs(urlsplit(server.requests[1].path).query)
     assert match_query == {"trigger": ["click"], "result": ["postback"], "on": ["click_id"]}
 

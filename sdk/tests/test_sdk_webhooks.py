@@ -36,7 +36,7 @@ def test_webhook_headers_case_insensitive():
 
 def test_webhook_accepts_any_listed_signature():
     headers = signed_headers()
-    headers["Tracker-Signature"] = "v1=" + "0" * 64 + ", " + headers["Tracker-Signature"]
+    headers["Tracker-Signature"] = "v0=abc v1=" + "0" * 64 + " " + headers["Tracker-Signature"]
     assert verify_webhook(SECRET, BODY, headers, now=NOW).delivery_id == "dlv_1"
 
 
@@ -74,3 +74,14 @@ def test_webhook_tolerance_is_configurable():
 def test_webhook_error_is_value_error():
     with pytest.raises(ValueError):
         verify_webhook(SECRET, BODY, {}, now=NOW)
+
+
+def test_webhook_body_delivery_id_must_match():
+    body = b'{"delivery_id":"dlv_other","event":{}}'
+    with pytest.raises(WebhookVerificationError, match="delivery_id"):
+        verify_webhook(SECRET, body, signed_headers(body), now=NOW)
+
+
+def test_webhook_body_delivery_id_matching():
+    body = b'{"delivery_id":"dlv_1","event":{"event_id":"x"}}'
+    assert verify_webhook(SECRET, body, signed_headers(body), now=NOW).delivery_id == "dlv_1"

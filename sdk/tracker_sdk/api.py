@@ -33,7 +33,11 @@ class TrackerApi:
                                   headers=_auth_headers(api_key), transport=transport)
 
     def stats(self, **query: Any) -> Stats:
-        """Count events; e.g. `stats(hours=48, group_by="param:sub1")`."""
+        """Count events; e.g. `stats(hours=48, group_by="param:sub1", event_type="click")`.
+
+        Query names follow the API: `hours` or `from`/`to`, `event_type`, `param_key` and
+        `param_value`, `group_by`, `tz`, `tier`.
+        """
         return Stats.from_json(self._request("GET", _STATS, params=query))
 
     def events_page(self, cursor: str | None = None, **query: Any) -> EventPage:
@@ -60,24 +64,24 @@ class TrackerApi:
                             key_prefix: str | None = None) -> TrackingUrl:
         """Register a short link; `key_prefix` is needed only with an admin key."""
         body = _new_tracking_url(destination, name, params, key_prefix)
-        return TrackingUrl.from_json(_unwrap(self._request("POST", _TRACKING_URLS, json=body)))
+        return TrackingUrl.from_json((self._request("POST", _TRACKING_URLS, json=body)))
 
     def list_tracking_urls(self, **query: Any) -> list[TrackingUrl]:
         """Return the tenant's short links."""
         return _tracking_url_list(self._request("GET", _TRACKING_URLS, params=query))
 
     def get_tracking_url(self, tu_id: str) -> TrackingUrl:
-        return TrackingUrl.from_json(_unwrap(self._request("GET", _tracking_url_path(tu_id))))
+        return TrackingUrl.from_json((self._request("GET", _tracking_url_path(tu_id))))
 
     def rotate_tracking_url(self, tu_id: str, destination: str) -> TrackingUrl:
         """Point an existing short link at a new destination; links already shared keep working."""
         data = self._request("PATCH", _tracking_url_path(tu_id), json={"destination": destination})
-        return TrackingUrl.from_json(_unwrap(data))
+        return TrackingUrl.from_json((data))
 
     def disable_tracking_url(self, tu_id: str) -> TrackingUrl:
         """Stop redirecting a short link; clicks on it then get an error page."""
         data = self._request("PATCH", _tracking_url_path(tu_id), json={"status": "disabled"})
-        return TrackingUrl.from_json(_unwrap(data))
+        return TrackingUrl.from_json((data))
 
     def close(self) -> None:
         self._http.close()
@@ -126,21 +130,21 @@ class AsyncTrackerApi:
                                   params: Mapping[str, str] | None = None,
                                   key_prefix: str | None = None) -> TrackingUrl:
         body = _new_tracking_url(destination, name, params, key_prefix)
-        return TrackingUrl.from_json(_unwrap(await self._request("POST", _TRACKING_URLS, json=body)))
+        return TrackingUrl.from_json((await self._request("POST", _TRACKING_URLS, json=body)))
 
     async def list_tracking_urls(self, **query: Any) -> list[TrackingUrl]:
         return _tracking_url_list(await self._request("GET", _TRACKING_URLS, params=query))
 
     async def get_tracking_url(self, tu_id: str) -> TrackingUrl:
-        return TrackingUrl.from_json(_unwrap(await self._request("GET", _tracking_url_path(tu_id))))
+        return TrackingUrl.from_json((await self._request("GET", _tracking_url_path(tu_id))))
 
     async def rotate_tracking_url(self, tu_id: str, destination: str) -> TrackingUrl:
         data = await self._request("PATCH", _tracking_url_path(tu_id), json={"destination": destination})
-        return TrackingUrl.from_json(_unwrap(data))
+        return TrackingUrl.from_json((data))
 
     async def disable_tracking_url(self, tu_id: str) -> TrackingUrl:
         data = await self._request("PATCH", _tracking_url_path(tu_id), json={"status": "disabled"})
-        return TrackingUrl.from_json(_unwrap(data))
+        return TrackingUrl.from_json((data))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -213,17 +217,13 @@ def _decode(response: httpx.Response) -> dict[str, Any]:
     raise ApiError(response.status_code, code, message, None if field is None else str(field))
 
 
-def _unwrap(data: dict[str, Any]) -> dict[str, Any]:
-    inner = data.get("tracking_url")
-    return inner if isinstance(inner, dict) else data
-
-
 def _event_page(data: dict[str, Any]) -> EventPage:
     events = [Event.from_json(item) for item in data.get("events") or []]
     cursor = data.get("next_cursor") or None
-    return EventPage(events=events, next_cursor=cursor, raw=data)
+    return EventPage(events=events, next_cursor=cursor, tier=data.get("tier"),
+                     data_through_ms=data.get("data_through_ms"), raw=data)
 
 
 def _tracking_url_list(data: dict[str, Any]) -> list[TrackingUrl]:
-    items = data.get("tracking_urls") or data.get("items") or []
+    items = data.get("tracking_urls") or []
     return [TrackingUrl.from_json(item) for item in items]

@@ -43,28 +43,42 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
-    """One page of `/api/events`; `next_cursor` is None on the last page."""
+    """One page of `/api/events`, newest first; `next_cursor` is None on the last page."""
 
     events: list[Event]
     next_cursor: str | None
+    tier: str | None
+    """The tier that answered: hot, warm or cold."""
+    data_through_ms: int | None
+    """Newest event timestamp the tier holds (Unix ms), or None when it holds none."""
     raw: dict[str, Any] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Result of `/api/events/stats`: the total and, with `group_by`, one row per group."""
+    """Result of `/api/events/stats`: the total and, with `group_by`, one row per group.
+
+    Each row holds its group values under the group keys and its `count`. `truncated` is
+    true when the server returned only the largest groups; `total` still covers all.
+    """
 
     total: int
-    groups: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    truncated: bool
+    tier: str | None
+    data_through_ms: int | None
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Stats:
-        groups = data.get("groups") or data.get("rows") or []
-        total = data.get("total")
-        if total is None:
-            total = sum(int(group.get("count", 0)) for group in groups)
-        return cls(total=int(total), groups=list(groups), raw=data)
+        return cls(
+            total=int(data["total"]),
+            rows=list(data.get("rows") or []),
+            truncated=bool(data.get("truncated", False)),
+            tier=data.get("tier"),
+            data_through_ms=data.get("data_through_ms"),
+            raw=data,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +92,20 @@ class MatchPair:
 
 @dataclass(frozen=True, slots=True)
 class MatchResult:
-    """Result of `/api/events/match`: matched pairs and the share of triggers that matched."""
+    """Result of `/api/events/match`.
 
-    matches: list[MatchPair]
+    `pairs` lists the first `limit` pairs in trigger order. The counts cover the whole
+    range: `matched` pairs out of `triggers`, and `match_rate` is matched / triggers.
+    `time_delta_ms` has the keys p50, p90, p99, min and max (None without pairs).
+    """
+
+    pairs: list[MatchPair]
+    triggers: int
+    results: int
+    matched: int
     match_rate: float
+    time_delta_ms: dict[str, int | None]
+    tier: str | None
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -92,9 +116,19 @@ class MatchResult:
                 result_event=Event.from_json(item["result_event"]),
                 time_delta_ms=int(item["time_delta_ms"]),
             )
-            for item in data.get("matches") or data.get("pairs") or []
+            for item in data.get("pairs") or []
         ]
-        return cls(matches=pairs, match_rate=float(data.get("match_rate") or 0.0), raw=data)
+        summary = data.get("summary") or {}
+        return cls(
+            pairs=pairs,
+            triggers=int(summary.get("triggers", 0)),
+            results=int(summary.get("results", 0)),
+            matched=int(summary.get("matched", len(pairs))),
+            match_rate=float(summary.get("match_rate", 0.0)),
+            time_delta_ms=dict(summary.get("time_delta_ms") or {}),
+            tier=data.get("tier"),
+            raw=data,
+        )
 
 
 @dataclass(frozen=True, slots=True)

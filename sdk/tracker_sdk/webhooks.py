@@ -2,14 +2,16 @@
 
 A delivery carries `Tracker-Timestamp` (Unix seconds), `Tracker-Delivery-Id` and
 `Tracker-Signature: v1=<hex>`, where the hex is HMAC-SHA256 (RFC 2104) of
-`f"{timestamp}.{body}"` under the webhook's secret. The header may list several `v1=`
-values, separated by commas, while a secret is being rotated.
+`f"{timestamp}.{body}"` under the webhook's whole secret (`whsec_...`). The signature
+header may list several `<version>=<hex>` entries separated by spaces (commas are read
+too); any `v1` entry that matches is enough.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,12 +80,27 @@ def verify_webhook(
         raise WebhookVerificationError(
             f"timestamp is {int(current - timestamp)} s from now, outside the {tolerance} s tolerance"
         )
-    return WebhookDelivery(delivery_id=lowered.get(DELIVERY_ID_HEADER, ""), timestamp=timestamp)
+    delivery_id = lowered.get(DELIVERY_ID_HEADER, "")
+    _check_body_delivery_id(body_bytes, delivery_id)
+    return WebhookDelivery(delivery_id=delivery_id, timestamp=timestamp)
+
+
+def _check_body_delivery_id(body: bytes, delivery_id: str) -> None:
+    """Raise if the signed body names another delivery than the Tracker-Delivery-Id header."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return
+    in_body = document.get("delivery_id") if isinstance(document, dict) else None
+    if in_body is not None and in_body != delivery_id:
+        raise WebhookVerificationError(
+            "delivery_id in the body does not match the Tracker-Delivery-Id header"
+        )
 
 
 def _v1_signatures(header: str) -> list[str]:
     signatures = []
-    for part in header.split(","):
+    for part in header.replace(",", " ").split():
         scheme, _, value = part.strip().partition("=")
         if scheme == "v1" and value:
             signatures.append(value.strip().lower())
