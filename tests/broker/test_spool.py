@@ -18,11 +18,11 @@ import pytest
 
 from tests.broker.conftest import PARTITIONS, batch, with_changes
 from tracker._core import decode_record_batch
-from tracker.broker.base import TOPIC_EVENTS
+from tracker.broker.base import TOPIC_DEAD_LETTERS, TOPIC_EVENTS
 from tracker.broker.local import LocalBroker
 from tracker.broker.producer import Producer
 from tracker.broker.settings import BrokerSettings
-from tracker.errors import BrokerUnavailable
+from tracker.errors import BrokerError, BrokerUnavailable
 
 
 class FlakyRemote(LocalBroker):
@@ -287,3 +287,44 @@ def test_spool_counts_match_submitted(settings: BrokerSettings, count: int) -> N
         assert producer.state().queue_events == 0
     finally:
         producer.close()
+
+
+class PickyRemote(FlakyRemote):
+    """A remote that rejects for good any payload containing `poison`, like an oversized message."""
+
+    async def publish(self, topic: str, partition: int, payloads: Sequence[bytes]) -> None:
+        if not self.down and any(b"poison" in decode_record_batch(p)[0] for p in payloads):
+            raise BrokerError("message too large")
+        await super().publish(topic, partition, payloads)
+
+
+def test_rejected_message_parked_not_blocking(settings: BrokerSettings) -> None:
+    remote = PickyRemote(settings, settings.data_dir / "remote")
+    remote.down = True
+    spool = LocalBroker(settings, root=settings.spool_dir)
+    producer = Producer(remote, with_changes(settings, reconnect_seconds=3600.0), spool=spool)
+    producer.start()
+    try:
+        for label in ("k-0", "poison-0", "k-4"):
+            producer.submit_event(0, orjson.dumps({"event_id": label})).result(timeout=10)
+        remote.down = False
+
+        producer.forward_now()
+
+        assert producer.state().state == "connected"
+        assert producer.state().spool_messages == 0
+    finally:
+        producer.close()
+
+    assert remote_events(settings)[0] == ["k-0", "k-4"]
+
+    async def parked() -> list[bytes]:
+        broker = LocalBroker(settings, root=settings.spool_dir)
+        await broker.connect()
+        try:
+            messages = await broker.read(TOPIC_DEAD_LETTERS, 0, 0, 10)
+        finally:
+            await broker.close()
+        return [event for m in messages for event in decode_record_batch(m.payload)]
+
+    assert asyncio.run(parked()) == [orjson.dumps({"event_id": "poison-0"})]

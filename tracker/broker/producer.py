@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 from tracker._core import encode_record_batch
 from tracker.broker._queue import Entry, Ticket, as_bytes
-from tracker.broker.base import TOPIC_EVENTS, Broker
+from tracker.broker.base import TOPIC_DEAD_LETTERS, TOPIC_EVENTS, Broker, Message
 from tracker.broker.local import LocalBroker
 from tracker.broker.settings import BrokerSettings
 from tracker.errors import BrokerError, BrokerUnavailable, QueueFull
@@ -503,12 +503,36 @@ class Producer:
         except BrokerUnavailable:
             self._connected = False
             raise
-        # NOTE: a message the broker rejects for good (BrokerError) stays at the head of the
-        # spool and blocks its partition; each pass logs the error until someone removes it.
+        except BrokerError:
+            # One message the broker rejects for good must not block the partition behind it.
+            await self._forward_one_by_one(spool, partition, messages)
         last = messages[-1].offset
         await spool.commit(self.topic, FORWARDER_GROUP, partition, last)
         await spool.truncate(self.topic, partition, last)
         return len(messages)
+
+    async def _forward_one_by_one(
+        self, spool: LocalBroker, partition: int, messages: list[Message]
+    ) -> None:
+        """Send messages singly; park each one the broker rejects in the spool's dead letters."""
+        for message in messages:
+            try:
+                await self.broker.publish(self.topic, partition, [message.payload])
+            except BrokerUnavailable:
+                self._connected = False
+                raise
+            except BrokerError as error:
+                await spool.publish(TOPIC_DEAD_LETTERS, partition, [message.payload])
+                logger.error(
+                    "Broker rejected a spooled message; kept in the spool's dead letters.",
+                    extra={
+                        "topic": self.topic,
+                        "partition": partition,
+                        "spool_offset": message.offset,
+                        "bytes": len(message.payload),
+                        "error": str(error),
+                    },
+                )
 
     async def _refresh_spool_size(self) -> None:
         spool = self.spool
