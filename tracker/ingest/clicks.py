@@ -20,7 +20,7 @@ from tracker._core import (
 )
 from tracker.errors import DecryptionError, SignatureError, SignatureExpired, UnknownKeyId
 from tracker.ingest.cache import RegistryCache
-from tracker.ingest.destinations import Destination, InvalidDestination, parse_destination
+from tracker.ingest.destinations import Destination, InvalidDestination, parse_destination_cached
 from tracker.ingest.errors import IngestError
 from tracker.ingest.requests import Query
 from tracker.ingest.settings import IngestSettings
@@ -166,7 +166,7 @@ def _resolve_encrypted(
 
 def _check_destination(text: str) -> Destination:
     try:
-        return parse_destination(text)
+        return parse_destination_cached(text)
     except InvalidDestination as error:
         raise IngestError("invalid_destination", str(error), "url") from None
 

@@ -8,6 +8,7 @@ userinfo, backslashes, whitespace or control characters.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "Destination",
     "InvalidDestination",
     "parse_destination",
+    "parse_destination_cached",
     "redirect_location",
 ]
 
@@ -83,6 +85,11 @@ def parse_destination(url: str) -> Destination:
     path, fragment = _split_once(rest, "#")
     path, query = _split_once(path, "?")
     return Destination(origin=origin, path=path, query=query, fragment=fragment)
+
+
+# Signed links and short links repeat the same destinations, so handlers parse through a
+# bounded cache. Destination is frozen, so sharing one instance is safe.
+parse_destination_cached = functools.lru_cache(maxsize=4096)(parse_destination)
 
 
 def redirect_location(destination: Destination, click_id: str) -> str:

@@ -9,6 +9,7 @@ the service works on decoded text.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -198,6 +199,8 @@ def _forwarded_for_hops(header: str) -> list[str]:
     return hops
 
 
+# Peers and proxy hops repeat across requests, and ipaddress parsing is slow in Python.
+@functools.lru_cache(maxsize=8192)
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """Parse `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]` or `[::1]:80`, or return None for other text."""
     text = text.strip()

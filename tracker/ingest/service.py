@@ -37,7 +37,11 @@ from tracker.errors import (
 from tracker.ingest.beacon import BEACON_CONTENT_TYPES, BeaconScript, parse_beacon
 from tracker.ingest.cache import RegistryCache
 from tracker.ingest.clicks import require_tenant, resolve_click
-from tracker.ingest.destinations import InvalidDestination, parse_destination, redirect_location
+from tracker.ingest.destinations import (
+    InvalidDestination,
+    parse_destination_cached,
+    redirect_location,
+)
 from tracker.ingest.errors import IngestError
 from tracker.ingest.metrics import IngestMetrics, render_metrics
 from tracker.ingest.requests import Query, RequestLimits, client_ip, read_query
@@ -131,7 +135,7 @@ class IngestService:
         require_tenant(self.cache, link.key_prefix)
         query = self._query(request)
         try:
-            destination = parse_destination(link.destination)
+            destination = parse_destination_cached(link.destination)
         except InvalidDestination as error:
             raise IngestError("invalid_destination", str(error), "tu_id") from None
 
