@@ -312,6 +312,8 @@ def test_hot_writer_settings_require_dsn() -> None:
         HotWriterSettings.from_env(Env({}))
     with pytest.raises(ConfigError, match="HOT_DIALECT"):
         HotWriterSettings.from_env(Env({"HOT_DSN": "postgresql://x", "HOT_DIALECT": "mysql"}))
+    with pytest.raises(ConfigError, match="HOT_SCHEMA"):
+        HotWriterSettings.from_env(Env({"HOT_DSN": "postgresql://x", "HOT_SCHEMA": 'x"; DROP'}))
     settings = HotWriterSettings.from_env(Env({"HOT_DSN": "postgresql://x"}))
     assert (settings.schema, settings.retention_days, settings.source_topic) == (
         "public",

@@ -54,39 +54,40 @@ def event_problem(event: dict[str, Any]) -> str | None:
     Checks every field of the wire format: presence, type, and the length
     limits the ingest service applies.
     """
-    event_id = event.get("event_id")
-    if not isinstance(event_id, str) or not _UUID.fullmatch(event_id):
+    get = event.get
+    event_id = get("event_id")
+    if type(event_id) is not str or len(event_id) != 36 or not _UUID.fullmatch(event_id):
         return "event_id: missing or not a lowercase UUID"
-    event_type = event.get("event_type")
-    if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
+    event_type = get("event_type")
+    if type(event_type) is not str or not _EVENT_TYPE.fullmatch(event_type):
         return "event_type: missing or not 1 to 64 characters of [A-Za-z0-9_.:-]"
-    timestamp = event.get("timestamp")
+    timestamp = get("timestamp")
     if type(timestamp) is not int or not MIN_TIMESTAMP_MS <= timestamp < MAX_TIMESTAMP_MS:
         return "timestamp: missing or not Unix milliseconds between 2000 and 2100"
     for name in STRING_FIELDS:
-        value = event.get(name, "")
-        if not isinstance(value, str):
-            return f"{name}: expected a string"
-        if len(value) > MAX_FIELD_LEN:
+        value = get(name, "")
+        if type(value) is not str or len(value) > MAX_FIELD_LEN:
+            if not isinstance(value, str):
+                return f"{name}: expected a string"
             return f"{name}: longer than {MAX_FIELD_LEN} characters"
-    return params_problem(event.get("params"))
+    return params_problem(get("params"))
 
 
 def params_problem(params: Any) -> str | None:
     """Return why `params` is not a valid params object with a tenant, or None."""
-    if not isinstance(params, dict):
+    if type(params) is not dict:
         return "params: missing or not an object"
     if len(params) > MAX_PARAMS:
         return f"params: more than {MAX_PARAMS} entries"
     for key, value in params.items():
-        if len(key) > MAX_KEY_LEN:
-            return f"params: a key is longer than {MAX_KEY_LEN} characters"
-        if not isinstance(value, str):
-            return f"params.{key[:50]}: expected a string"
-        if len(value) > MAX_VALUE_LEN:
+        if type(value) is not str or len(value) > MAX_VALUE_LEN or len(key) > MAX_KEY_LEN:
+            if len(key) > MAX_KEY_LEN:
+                return f"params: a key is longer than {MAX_KEY_LEN} characters"
+            if not isinstance(value, str):
+                return f"params.{key[:50]}: expected a string"
             return f"params.{key[:50]}: longer than {MAX_VALUE_LEN} characters"
     key_prefix = params.get("key_prefix")
-    if not isinstance(key_prefix, str) or not _KEY_PREFIX.fullmatch(key_prefix):
+    if type(key_prefix) is not str or not _KEY_PREFIX.fullmatch(key_prefix):
         return "params.key_prefix: missing or not 1 to 32 characters of [a-z0-9]"
     return None
 

@@ -19,6 +19,7 @@ HOT_SOURCE_TOPIC (events-clean).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,10 @@ class HotWriterSettings:
         dsn = env.str("HOT_DSN", required=True)
         assert dsn is not None
         schema = env.str("HOT_SCHEMA", "public") or "public"
-        if len(schema) > 63 or "\x00" in schema:
-            raise ConfigError("HOT_SCHEMA", "expected a schema name of at most 63 characters")
+        if not re.fullmatch(r"[a-z0-9_]{1,63}", schema):
+            raise ConfigError(
+                "HOT_SCHEMA", f"expected 1 to 63 characters of [a-z0-9_], got {schema[:50]!r}"
+            )
         return cls(
             dsn=dsn,
             schema=schema,

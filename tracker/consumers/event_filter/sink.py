@@ -195,41 +195,49 @@ class EventFilterSink(Sink):
         self, events: list[dict[str, Any]], candidates: list[int], reasons: list[str | None]
     ) -> list[int]:
         """Apply the tenant limit, then the per-IP limit, to candidates; return the kept ones."""
-        default_tenant = self.settings.tenant_limit
-        default_ip = self.settings.ip_limit
-        for limiter, reason in ((self._tenant_rate, "rate_tenant"), (self._ip_rate, "rate_ip")):
-            if not candidates:
-                break
-            keys, timestamps, limits = [], [], []
-            for index in candidates:
-                event = events[index]
-                tenant = event["params"]["key_prefix"]
-                override = self._limits.get(tenant)
-                if reason == "rate_tenant":
-                    keys.append(tenant)
-                    limit = (
-                        override.tenant_limit
-                        if override and override.tenant_limit is not None
-                        else default_tenant
-                    )
-                else:
-                    keys.append(f"{tenant}\x00{event.get('ip', '')}")
-                    limit = (
-                        override.ip_limit
-                        if override and override.ip_limit is not None
-                        else default_ip
-                    )
-                timestamps.append(event["timestamp"])
-                limits.append(limit)
-            admitted = limiter.admit(keys, timestamps, limits)
-            kept = []
-            for index, ok in zip(candidates, admitted, strict=True):
-                if ok:
-                    kept.append(index)
-                else:
-                    reasons[index] = reason
-            candidates = kept
-        return candidates
+        tenants = [events[index]["params"]["key_prefix"] for index in candidates]
+        timestamps = [events[index]["timestamp"] for index in candidates]
+        tenant_limits, ip_limits = self._limits_for(set(tenants))
+
+        admitted = self._tenant_rate.admit(
+            tenants, timestamps, [tenant_limits[tenant] for tenant in tenants]
+        )
+        kept = [position for position, ok in enumerate(admitted) if ok]
+        for position, ok in enumerate(admitted):
+            if not ok:
+                reasons[candidates[position]] = "rate_tenant"
+        if not kept:
+            return []
+
+        ip_keys = [
+            f"{tenants[position]}\x00{events[candidates[position]].get('ip', '')}"
+            for position in kept
+        ]
+        admitted = self._ip_rate.admit(
+            ip_keys,
+            [timestamps[position] for position in kept],
+            [ip_limits[tenants[position]] for position in kept],
+        )
+        result = []
+        for position, ok in zip(kept, admitted, strict=True):
+            if ok:
+                result.append(candidates[position])
+            else:
+                reasons[candidates[position]] = "rate_ip"
+        return result
+
+    def _limits_for(self, tenants: set[str]) -> tuple[dict[str, int], dict[str, int]]:
+        """Return the tenant and per-IP limits of each tenant: its override, else the default."""
+        tenant_limits, ip_limits = {}, {}
+        for tenant in tenants:
+            override = self._limits.get(tenant)
+            tenant_limit = override.tenant_limit if override is not None else None
+            ip_limit = override.ip_limit if override is not None else None
+            tenant_limits[tenant] = (
+                self.settings.tenant_limit if tenant_limit is None else tenant_limit
+            )
+            ip_limits[tenant] = self.settings.ip_limit if ip_limit is None else ip_limit
+        return tenant_limits, ip_limits
 
     async def _publish(
         self, batch: Batch, reasons: list[str | None], tagged: dict[int, list[str]]
