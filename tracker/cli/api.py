@@ -30,9 +30,8 @@ def api(
 
     level = log_level.upper()
     if level not in LOG_LEVELS:
-        raise typer.BadParameter(
-            f"expected one of {', '.join(LOG_LEVELS)}", param_hint="--log-level"
-        )
+        typer.echo(f"error: --log-level: expected one of {', '.join(LOG_LEVELS)}", err=True)
+        raise typer.Exit(2)
     configure_logging(level)
     env = load_env()
     settings = ApiSettings.from_env(env)

@@ -11,6 +11,12 @@ __all__ = ["keys_app"]
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 
+def _usage_error(option: str, message: str) -> typer.Exit:
+    """Print a usage error naming the option and return the Exit (status 2) to raise."""
+    typer.echo(f"error: {option}: {message}", err=True)
+    return typer.Exit(2)
+
+
 def _registry():
     from tracker.api.settings import ApiSettings
     from tracker.registry.db import Registry
@@ -37,11 +43,9 @@ def create(
     from tracker.registry.api_keys import create_api_key
 
     if admin == (tenant is not None):
-        raise typer.BadParameter(
-            "pass either --admin or --tenant PREFIX", param_hint="--admin/--tenant"
-        )
+        raise _usage_error("--admin/--tenant", "pass either --admin or --tenant PREFIX")
     if not admin and scope not in ("read", "write"):
-        raise typer.BadParameter("expected read or write", param_hint="--scope")
+        raise _usage_error("--scope", f"expected read or write, got {scope[:20]!r}")
     registry = _registry()
     try:
         created = create_api_key(
@@ -51,7 +55,7 @@ def create(
             name=name,
         )
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        raise _usage_error("--tenant", str(error)) from None
     finally:
         registry.close()
     typer.echo(
