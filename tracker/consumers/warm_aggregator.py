@@ -1,7 +1,7 @@
 """Warm aggregator: rolls clean events up into hourly counts for the warm query tier.
 
 For each batch it counts events per (tenant, UTC hour, event_type) and per
-(tenant, hour, event_type, param key, param value), writes those counts and
+(tenant, hour, event_type, param key, param value). It writes those counts and
 the batch's event ids as new Parquet files, then atomically replaces the
 manifest that lists the files and the broker offsets they cover
 (tracker.query.warm_store). After a crash the runtime resumes from
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WarmAggregatorSettings:
-    """Where the rollups go, how long they are kept, and when files are merged."""
+    """Warm store location, retention, dedup window and compaction interval."""
 
     warm_dir: Path
     retention_days: int
@@ -82,7 +82,7 @@ def _valid(event: Any) -> bool:
 
 
 class WarmAggregator(Sink):
-    """Sink that keeps the warm store's hourly rollups, exactly once per event id."""
+    """Sink that writes the warm store's hourly rollups, deduplicated on event id."""
 
     name = "warm-aggregator"
     source_topic = TOPIC_EVENTS_CLEAN

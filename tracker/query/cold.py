@@ -1,7 +1,7 @@
 """Cold tier: full event history in the archiver's Delta table, queried with DataFusion.
 
 The table is partitioned by `key_prefix` and `date` (the UTC day of the event,
-YYYY-MM-DD) and holds one column per event field, `params` being a map of
+YYYY-MM-DD) and has one column per event field, `params` being a map of
 string to string. Each query opens only the files of the tenant's partitions
 for the days it covers, and DataFusion streams and aggregates them, so no
 table is loaded whole. User values enter plans only as `lit()` literals.
@@ -84,7 +84,7 @@ def _event_dict(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ColdTier:
-    """Answers stats, event listings and matches from the Delta table of all events."""
+    """Query engine for stats, event listings and matches over the Delta table of all events."""
 
     name = "cold"
     retention_ms = None

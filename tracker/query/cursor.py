@@ -1,7 +1,7 @@
 """Opaque page cursors for event listings, bound to one tenant and signed.
 
 A cursor is `base64url(JSON payload) "." base64url(HMAC-SHA256(key, payload))`
-(RFC 2104, unpadded base64url as RFC 4648 section 5). The payload holds the
+(RFC 2104, unpadded base64url as RFC 4648 section 5). The payload contains the
 tenant and the (timestamp, event_id) of the last row served, so a cursor
 neither crosses tenants nor can be edited without the key.
 """

@@ -2,7 +2,7 @@
 
 It reads the hot writer's `events` table in HOT_SCHEMA: one column per event
 field and `params` as JSONB. The tenant is `params.key_prefix`, or the
-`key_prefix` column when the table has one; `timestamp` may be BIGINT Unix
+`key_prefix` column when the table has one. `timestamp` may be BIGINT Unix
 milliseconds or timestamptz, and `event_id` text or uuid. The tier inspects the
 table once and adapts. User input only ever travels as bind parameters, and a
 server-side statement timeout bounds every query.
@@ -59,7 +59,7 @@ def _placeholders(args: list[Any], value: Any) -> str:
 
 
 class HotTier:
-    """Answers stats, event listings and matches from the hot PostgreSQL table."""
+    """Query engine for stats, event listings and matches over the hot PostgreSQL table."""
 
     name = "hot"
 
@@ -169,7 +169,7 @@ class HotTier:
             return await self._table_shape(connection)
 
     async def freshness(self, tenant: str | None = None) -> int | None:
-        """Return the newest event timestamp the table holds, over all tenants."""
+        """Return the newest event timestamp in the table, over all tenants."""
         shape = await self._shape_now()
         rows = await self._fetch(f"SELECT max({shape.ts_ms}) AS newest FROM {shape.table}", [])
         return rows[0]["newest"]

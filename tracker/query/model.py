@@ -189,7 +189,7 @@ class StatsQuery:
 class StatsResult:
     """Event counts: the total, one row per group, and which tier answered how fresh.
 
-    Each row holds the group values under their group keys plus `count`; a
+    Each row contains the group values under their group keys plus `count`; a
     `param:<key>` value is None for events without that key. `truncated` is True
     when more groups existed than the tier returns.
     """
@@ -275,7 +275,7 @@ class MatchQuery:
 class MatchResult:
     """Matched pairs (at most the query's limit) and a summary over every match.
 
-    Each pair is {trigger_event, result_event, time_delta_ms}; the summary holds
+    Each pair is {trigger_event, result_event, time_delta_ms}; the summary contains
     triggers, results, matched, match_rate and time_delta_ms {p50, p90, p99, min, max}.
     """
 

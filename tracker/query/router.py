@@ -36,7 +36,7 @@ PlanLookup = Callable[[str], "str | Awaitable[str]"]
 
 
 class Tier(Protocol):
-    """What the router needs from a tier engine."""
+    """Interface of a tier engine as the router uses it."""
 
     name: str
     retention_ms: int | None
@@ -48,7 +48,7 @@ class Tier(Protocol):
 
 
 class Router:
-    """Sends each query to one tier and reports which tier answered."""
+    """Dispatcher that sends each query to one tier; every result names that tier."""
 
     def __init__(
         self,
@@ -111,11 +111,13 @@ class Router:
             except QueryError as error:
                 if error.code != "unsupported_query" or position == len(tiers) - 1:
                     raise
-                logger.info("Tier cannot answer, trying the next one.", extra={"tier": engine.name, "reason": str(error)})
+                logger.info(
+                    "Tier rejected the query, trying the next one.", extra={"tier": engine.name, "reason": str(error)}
+                )
         raise AssertionError("candidates() never returns an empty list")
 
     async def stats(self, query: StatsQuery, tier: str | None = None) -> StatsResult:
-        """Count events, grouped as the query asks, on the chosen tier."""
+        """Count events, grouped by the query's group keys, on the chosen tier."""
         self._check_window(query.filter.start_ms, query.filter.end_ms)
         tiers = await self.candidates(query.filter.tenant, query.filter.start_ms, tier)
         return await self._run(tiers, lambda engine: engine.stats(query))
@@ -133,6 +135,6 @@ class Router:
         return await self._run(tiers, lambda engine: engine.match(query))
 
     async def freshness(self, tier: str) -> int | None:
-        """Return the newest event timestamp one tier holds."""
+        """Return the newest event timestamp stored in one tier."""
         tiers = await self.candidates("", 0, tier)
         return await tiers[0].freshness()

@@ -46,7 +46,7 @@ def hour_window(hours: int, now_ms: int) -> tuple[int, int]:
     """Return [start_ms, end_ms) covering the last `hours` hours, aligned to whole UTC hours.
 
     The end is the next hour boundary after `now_ms`, so the window includes
-    every event up to now and the warm tier, which holds whole hours, can
+    every event up to now and the warm tier, which stores whole hours, can
     answer it exactly.
     """
     if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:

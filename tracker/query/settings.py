@@ -16,7 +16,7 @@ _SCHEMA_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 @dataclass(frozen=True, slots=True)
 class QuerySettings:
-    """Where each tier reads, how far back it holds data, and the limits on one query."""
+    """Tier locations, retention windows and the limits on one query."""
 
     hot_dsn: str | None = field(repr=False)
     hot_schema: str

@@ -43,11 +43,11 @@ READ_ATTEMPTS = 3
 
 
 def _unsupported(field: str, reason: str) -> QueryError:
-    return QueryError("unsupported_query", field, f"the warm tier cannot answer this query: {reason}")
+    return QueryError("unsupported_query", field, f"the warm tier cannot compute this query exactly: {reason}. Use tier=cold")
 
 
 class WarmTier:
-    """Answers stats from hourly rollups; rejects every other query."""
+    """Query engine for stats over hourly rollups. It rejects every other kind of query."""
 
     name = "warm"
 
@@ -75,7 +75,7 @@ class WarmTier:
         raise _unsupported("", "it keeps counts, not events")
 
     def _check(self, query: StatsQuery) -> str | None:
-        """Reject what the rollups cannot answer exactly; return the one param key involved, if any."""
+        """Raise QueryError for queries the rollups cannot count exactly; return the param key used, if any."""
         event_filter = query.filter
         for name, value in (("start_ms", event_filter.start_ms), ("end_ms", event_filter.end_ms)):
             if value % HOUR_MS:

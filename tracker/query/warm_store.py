@@ -11,7 +11,7 @@
 `hour` is the start of the UTC hour in Unix milliseconds. A file counts only
 once the manifest lists it. The aggregator writes new files first, then
 replaces the manifest, which also records the broker offsets those files
-cover; so the data, the ledger and the offsets always change together.
+cover. So the data, the ledger and the offsets always change together.
 """
 
 from __future__ import annotations
