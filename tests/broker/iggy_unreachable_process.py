@@ -1,4 +1,4 @@
-"""A subprocess that runs the iggy backend and producer against a port nobody listens on.
+"""A subprocess that runs the iggy backend and producer against a closed port.
 
 Run as `python -m tests.broker.iggy_unreachable_process DATA_DIR PORT`; it
 prints one JSON object of observations for the calling test to check. It runs

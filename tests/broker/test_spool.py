@@ -1,8 +1,8 @@
 """Tests of the producer spool: a remote broker that goes down and comes back loses nothing.
 
 The remote broker here is a second local log behind a small subclass that
-raises BrokerUnavailable while the test holds it "down"; it stands in for
-Iggy, which does not run in this test environment.
+raises BrokerUnavailable while the test sets it "down". It replaces Iggy,
+which does not run in this test environment.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def test_spool_survives_producer_restart(settings: BrokerSettings) -> None:
     restarted.start()
     try:
         state = restarted.state()
-        assert state.state == "spooling"  # leftovers first, so order holds
+        assert state.state == "spooling"  # leftovers go first, so per-partition order is kept
         assert state.spool_events == 12
 
         restarted.forward_now()
