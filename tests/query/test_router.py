@@ -128,3 +128,22 @@ async def test_cold_timeout_is_query_error(cold_uri: str, codec: Any) -> None:
     with pytest.raises(QueryError) as error:
         await tier.stats(StatsQuery(EventFilter("alpha", BASE_MS, BASE_MS + SPAN_MS), ("param:sub1", "hour")))
     assert error.value.code == "query_timeout"
+
+
+async def test_router_falls_back_from_hot(pg_dsn: str, pg_schema: str, warm: WarmTier, cold: ColdTier, codec: Any) -> None:
+    from tests.conftest import free_port
+
+    recent = StatsQuery(EventFilter("beta", NOW_MS - 2 * DAY_MS, NOW_MS), ("event_type",))
+    # A schema without the events table, then a port where nothing listens: both fall back.
+    for hot in (
+        HotTier(pg_dsn, pg_schema, codec),
+        HotTier(f"postgresql://postgres@127.0.0.1:{free_port()}/test", "public", codec, timeout_seconds=2),
+    ):
+        router = Router(hot, warm, cold, plan_of, clock=fixed_clock)
+        try:
+            assert (await router.stats(recent)).tier == "cold"
+            with pytest.raises(QueryError) as error:
+                await router.stats(recent, tier="hot")
+            assert error.value.code == "tier_unavailable"
+        finally:
+            await router.close()

@@ -148,12 +148,15 @@ class HotTier:
         return " AND ".join(clauses)
 
     async def _fetch(self, sql: str, args: list[Any]) -> list[asyncpg.Record]:
-        """Run one query; map timeouts and unknown time zones to QueryError."""
-        await self.open()
-        assert self._pool is not None
+        """Run one query; map timeouts, unknown time zones and an unreachable database to QueryError."""
         try:
+            await self.open()
+            assert self._pool is not None
             async with self._pool.acquire() as connection:
                 return await connection.fetch(sql, *args, timeout=self._timeout + 1)
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
+            logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
+            raise QueryError("tier_unavailable", "tier", "the hot tier database is unreachable") from None
         except (asyncpg.QueryCanceledError, TimeoutError):
             raise QueryError(
                 "query_timeout", "", f"the query ran longer than {self._timeout:g} s: narrow the time range"
@@ -163,10 +166,14 @@ class HotTier:
             raise QueryError("invalid_timezone", "tz", "the hot tier does not know this time zone") from None
 
     async def _shape_now(self) -> _TableShape:
-        await self.open()
-        assert self._pool is not None
-        async with self._pool.acquire() as connection:
-            return await self._table_shape(connection)
+        try:
+            await self.open()
+            assert self._pool is not None
+            async with self._pool.acquire() as connection:
+                return await self._table_shape(connection)
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
+            logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
+            raise QueryError("tier_unavailable", "tier", "the hot tier database is unreachable") from None
 
     async def freshness(self, tenant: str | None = None) -> int | None:
         """Return the newest event timestamp in the table, over all tenants."""

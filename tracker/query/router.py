@@ -4,14 +4,16 @@ Rules, in order (docs/analytics.md repeats them for API users):
 
 1. An explicit `tier` is used as given; if that tier cannot answer, the
    QueryError reaches the caller unchanged.
-2. The hot tier, when configured, answers any query whose start lies inside
-   its retention.
+2. The hot tier, when configured, is tried first for any query whose start
+   lies inside its retention.
 3. Otherwise the tenant's plan decides: `free` goes to warm, every other plan
    (`pro` and anything unknown to this router) to cold.
-4. When warm raises QueryError with code `unsupported_query` (event listings,
-   match, windows beyond its retention and the other shapes it does not hold),
-   the router asks cold instead, so free tenants get the answer from full
-   history rather than a refusal.
+4. When a tier the router chose raises QueryError with code
+   `unsupported_query` (warm: event listings, match, windows beyond its
+   retention and the other shapes it does not store) or `tier_unavailable`
+   (hot: no table yet or the database unreachable), the router tries the
+   next one: hot, then the plan's tier, then cold. So free tenants get the
+   result from full history rather than an error.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = ["TIERS", "PlanLookup", "Router", "Tier"]
 logger = logging.getLogger(__name__)
 
 TIERS = ("hot", "warm", "cold")
+# QueryError codes after which the router, choosing by itself, tries the next tier.
+FALLBACK_CODES = frozenset({"unsupported_query", "tier_unavailable"})
 
 PlanLookup = Callable[[str], "str | Awaitable[str]"]
 """Returns the plan of a tenant (`free`, `pro`, ...), synchronously or as an awaitable."""
@@ -95,21 +99,20 @@ class Router:
                 raise QueryError("tier_unavailable", "tier", f"the {tier} tier is not configured here")
             return [engine]
 
-        hot = self._tiers["hot"]
-        if hot is not None and hot.retention_ms is not None and start_ms >= self._clock() - hot.retention_ms:
-            return [hot]
         warm, cold = self._tiers["warm"], self._tiers["cold"]
         assert warm is not None and cold is not None
-        if await self._plan(tenant) == "free":
-            return [warm, cold]
-        return [cold]
+        by_plan = [warm, cold] if await self._plan(tenant) == "free" else [cold]
+        hot = self._tiers["hot"]
+        if hot is not None and hot.retention_ms is not None and start_ms >= self._clock() - hot.retention_ms:
+            return [hot, *by_plan]
+        return by_plan
 
     async def _run(self, tiers: list[Tier], call: Callable[[Tier], Awaitable[Any]]) -> Any:
         for position, engine in enumerate(tiers):
             try:
                 return await call(engine)
             except QueryError as error:
-                if error.code != "unsupported_query" or position == len(tiers) - 1:
+                if error.code not in FALLBACK_CODES or position == len(tiers) - 1:
                     raise
                 logger.info(
                     "Tier rejected the query, trying the next one.", extra={"tier": engine.name, "reason": str(error)}
