@@ -400,3 +400,43 @@ async def test_non_bytes_payload_rejected(broker: LocalBroker, payload: object) 
         await broker.publish(TOPIC_EVENTS, 0, [b"fine", payload])  # type: ignore[list-item]
 
     assert await broker.end_offset(TOPIC_EVENTS, 0) is None
+
+
+async def test_reads_during_writes_see_dense_prefix(settings: BrokerSettings) -> None:
+    writer, reader = LocalBroker(settings), LocalBroker(settings)
+    await writer.connect()
+    await reader.connect()
+    try:
+
+        async def write() -> None:
+            for index in range(60):
+                await writer.publish(TOPIC_EVENTS, 1, [f"m{index}".encode()] * 3)
+
+        async def read() -> list[int]:
+            seen = []
+            while len(seen) < 180:
+                messages = await reader.read(TOPIC_EVENTS, 1, 0, 1000)
+                assert [m.offset for m in messages] == list(range(len(messages)))
+                seen = [m.offset for m in messages]
+            return seen
+
+        _, seen = await asyncio.gather(write(), read())
+        assert seen == list(range(180))
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_corrupt_partition_file_reports_error(settings: BrokerSettings) -> None:
+    damaged = settings.log_dir / TOPIC_EVENTS / "p0000.db"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"this is not an SQLite database" * 100)
+    broker = LocalBroker(settings)
+    await broker.connect()
+    try:
+        with pytest.raises(BrokerError, match=r"cannot open local log file .*p0000\.db"):
+            await broker.publish(TOPIC_EVENTS, 0, [b"x"])
+        await broker.publish(TOPIC_EVENTS, 1, [b"other partitions still work"])
+        assert await broker.end_offset(TOPIC_EVENTS, 1) == 0
+    finally:
+        await broker.close()

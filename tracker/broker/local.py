@@ -483,38 +483,30 @@ class LocalBroker(Broker):
             raise BrokerError(f"partition must be in 0..{self.partitions - 1}, got {partition}")
 
     def _database(self, topic: str, partition: int) -> Database:
-        key = (topic, partition)
-        database = self._databases.get(key)
-        if database is not None:
-            return database
-        _check_name("topic", topic)
-        with self._open_lock:
-            database = self._databases.get(key)
-            if database is None:
-                database = Database(
-                    self.root / topic / _partition_file(partition),
-                    PARTITION_SCHEMA,
-                    self.settings.local_sync,
-                    self.settings.local_busy_timeout_ms,
-                )
-                self._databases[key] = database
-        return database
+        return self._open((topic, partition), topic, _partition_file(partition), PARTITION_SCHEMA)
 
     def _groups(self, topic: str) -> Database:
-        key = (topic, -1)
+        return self._open((topic, -1), topic, "groups.db", GROUPS_SCHEMA)
+
+    def _open(self, key: tuple[str, int], topic: str, file_name: str, schema: str) -> Database:
+        """Return the open database of `key`, opening and migrating its file on first use."""
         database = self._databases.get(key)
         if database is not None:
             return database
         _check_name("topic", topic)
+        path = self.root / topic / file_name
         with self._open_lock:
             database = self._databases.get(key)
             if database is None:
-                database = Database(
-                    self.root / topic / "groups.db",
-                    GROUPS_SCHEMA,
-                    self.settings.local_sync,
-                    self.settings.local_busy_timeout_ms,
-                )
+                try:
+                    database = Database(
+                        path, schema, self.settings.local_sync, self.settings.local_busy_timeout_ms
+                    )
+                except sqlite3.DatabaseError as error:
+                    raise BrokerError(
+                        f"cannot open local log file {path}: {error}; restore it from a backup"
+                        " or move it away to start that partition empty"
+                    ) from error
                 self._databases[key] = database
         return database
 
