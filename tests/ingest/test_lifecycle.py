@@ -157,3 +157,19 @@ def test_broker_down_spools_and_reports_503(tmp_path: Path):
     assert health["broker"] == {"backend": "iggy", "state": "spooling"}
     assert health["spool_events"] >= 1
     assert exit_code == 0
+
+
+def test_full_producer_queue_returns_503(tmp_path: Path):
+    server = launch(tmp_path / "data", PRODUCER_QUEUE_EVENTS="1")
+    body = b'[{"event_type":"a","params":{"key_prefix":"acme"}},{"event_type":"b","params":{"key_prefix":"acme"}}]'
+    try:
+        full = server.post("/batch", body)
+        single = server.get("/p?key_prefix=acme")
+    finally:
+        stop_server(server.process)
+        server.registry.close()
+
+    assert full.status == 503
+    assert full.json()["error"]["code"] == "queue_full"
+    assert full.headers["retry-after"] == "1"
+    assert single.status == 200

@@ -100,6 +100,10 @@ def _guard(service: IngestService, endpoint: str, handler: Handler) -> Handler:
         except IngestError as error:
             if counts_events:
                 metrics.count_rejected(_REJECTION_REASON.get(error.code, "request"))
+            logger.debug(
+                "Request rejected.",
+                extra={"endpoint": endpoint, "code": error.code, "field": error.field},
+            )
             response = error_response(error)
         except Exception as error:
             logger.exception(
