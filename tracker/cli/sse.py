@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
+import time
+from types import FrameType
 
 import typer
 
 __all__ = ["sse"]
+
+logger = logging.getLogger(__name__)
+
+# Streams never end on their own and the gateway holds no state to save, so after
+# this pause for Actix to close its sockets the process exits.
+SHUTDOWN_GRACE_SECONDS = 0.5
+
+
+def _exit_soon() -> None:
+    time.sleep(SHUTDOWN_GRACE_SECONDS)
+    logging.shutdown()
+    os._exit(0)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Robyn 0.88 leaves its Python event loop running after Actix stops on a
+    # signal, so the process would never exit by itself.
+    logger.info("SSE gateway stopping.", extra={"signal": signal.Signals(signum).name})
+    threading.Thread(target=_exit_soon, name="sse-shutdown", daemon=True).start()
 
 
 def sse(
@@ -39,4 +63,7 @@ def sse(
         turso_token=env.str("TURSO_AUTH_TOKEN"),
     )
     gateway = SseGateway(settings, open_broker(broker_settings), registry, admin_key=env.str("ADMIN_API_KEY"))
-    gateway.build_app().start(host=settings.host, port=settings.port, _check_port=False)
+    app = gateway.build_app()
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    app.start(host=settings.host, port=settings.port, _check_port=False)

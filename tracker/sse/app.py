@@ -13,7 +13,8 @@ client's `Last-Event-ID` (or `?last_event_id=`) replays what it missed from the
 broker, within the broker's retention and `SSE_REPLAY_MAX_EVENTS`. Comment
 lines keep idle connections open every `SSE_HEARTBEAT_SECONDS`. A client that
 falls `SSE_CLIENT_BUFFER` events behind gets `event: overflow` and is
-disconnected; it may reconnect with its last id.
+disconnected; it may reconnect with its last id. Pages on other origins may
+read streams when `SSE_ALLOWED_ORIGINS` (comma-separated) lists their origin.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class SseGateway:
         self.registry = registry
         self.admin_key = admin_key
         self.hub = Hub(
-            client_buffer=settings.client_buffer, max_connections_per_tenant=settings.max_connections_per_tenant
+            client_buffer=settings.client_buffer,
+            max_connections_per_tenant=settings.max_connections_per_tenant,
+            grace_seconds=settings.slow_client_grace_seconds,
         )
         self.tailer = BrokerTailer(
             broker, self.hub, poll_seconds=settings.poll_seconds, read_messages=settings.read_messages
@@ -151,10 +154,12 @@ class SseGateway:
             limit = self.settings.max_connections_per_tenant
             return _error(429, "too_many_connections", f"this tenant already has {limit} open streams, the maximum")
         logger.debug("SSE client connected.", extra={"key_prefix": tenant})
-        return SSEResponse(
-            self._messages(subscription, resume),
-            headers=Headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}),
-        )
+        headers = Headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        origin = request.headers.get("origin")
+        if origin and origin.rstrip("/") in self.settings.allowed_origins:
+            headers.set("Access-Control-Allow-Origin", origin)
+            headers.set("Vary", "Origin")
+        return SSEResponse(self._messages(subscription, resume), headers=headers)
 
     async def _messages(self, subscription: Subscription, resume: tuple[int, int, int] | None) -> AsyncIterator[str]:
         try:

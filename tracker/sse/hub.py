@@ -1,8 +1,11 @@
 """In-process fan-out of live events to SSE subscribers, by tenant.
 
 Each subscriber has a bounded queue. When a publish finds it full, the
-subscriber is marked overflowed and removed at once, so a slow client never
-slows the others and never holds more than `client_buffer` events.
+subscriber is marked overflowed and removed at once, so a client never holds
+more than `client_buffer` events. One broker message can carry thousands of
+events, so the tailer pauses between messages while a queue is more than half
+full (`needs_pause`); a client that stays that full for `grace_seconds` is
+disconnected, which bounds how long a slow client can delay the others.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Subscription:
     queue: asyncio.Queue[str] = field(init=False)
     overflowed: bool = False
     closed: bool = False
+    pressured_since: float | None = None
+    """Monotonic time since when the queue has been more than half full, or None."""
     start_positions: dict[int, int] = field(default_factory=dict)
     """Next offset per partition the hub had not published yet when this subscription began."""
 
@@ -82,8 +87,9 @@ class Subscription:
 class Hub:
     """Subscribers by tenant and the fan-out of published events to them."""
 
-    def __init__(self, *, client_buffer: int, max_connections_per_tenant: int) -> None:
+    def __init__(self, *, client_buffer: int, max_connections_per_tenant: int, grace_seconds: float = 0.25) -> None:
         self.client_buffer = client_buffer
+        self.grace_seconds = grace_seconds
         self.max_connections_per_tenant = max_connections_per_tenant
         self._subscribers: dict[str, set[Subscription]] = {}
         self.positions: dict[int, int] = {}
@@ -130,6 +136,25 @@ class Hub:
                     subscription.queue.put_nowait(message)
                 except asyncio.QueueFull:
                     self._overflow(subscription)
+
+    def needs_pause(self, now: float) -> bool:
+        """Return whether a subscriber within its grace period is more than half full.
+
+        Subscribers past the grace period are disconnected here.
+        """
+        pause = False
+        for subscribers in list(self._subscribers.values()):
+            for subscription in list(subscribers):
+                if subscription.queue.qsize() * 2 <= subscription.capacity:
+                    subscription.pressured_since = None
+                elif subscription.pressured_since is None:
+                    subscription.pressured_since = now
+                    pause = True
+                elif now - subscription.pressured_since > self.grace_seconds:
+                    self._overflow(subscription)
+                else:
+                    pause = True
+        return pause
 
     def _overflow(self, subscription: Subscription) -> None:
         subscription.overflowed = True

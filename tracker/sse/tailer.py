@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -21,6 +22,8 @@ from tracker.sse.hub import EventFilter, Hub, LiveEvent, format_event
 __all__ = ["BrokerTailer", "parse_last_event_id"]
 
 logger = logging.getLogger(__name__)
+
+PAUSE_SECONDS = 0.002
 
 _EVENT_ID_PATTERN = re.compile(r"(\d{1,9})-(\d{1,19})-(\d{1,9})")
 
@@ -92,7 +95,11 @@ class BrokerTailer:
                 continue
             for message in messages:
                 self.hub.publish(decode_message(partition, message.offset, message.payload))
-            self.hub.positions[partition] = messages[-1].offset + 1
+                self.hub.positions[partition] = message.offset + 1
+                # Let client streams drain between messages, so a burst fills no buffer at once.
+                await asyncio.sleep(0)
+                while self.hub.needs_pause(time.monotonic()):
+                    await self._sleep(PAUSE_SECONDS)
             read += len(messages)
         return read
 
