@@ -46,7 +46,12 @@ def sign_click(
     params: Sequence[tuple[str, str]] = (),
     expires_at: int | None = None,
 ) -> str:
-    """Return the `sig` value: `<key_prefix>_<64 hex>` or `<64 hex>` without a prefix."""
+    """Return the `sig` value: `<key_prefix>_<64 hex>` or `<64 hex>` without a prefix.
+
+    SignatureError on a malformed key prefix, a reserved, empty or repeated covered
+    param name, or an `expires_at` below 1 (0 would mean "no expiry"); ValueError
+    on an empty secret.
+    """
 
 def split_signature(sig: str) -> tuple[str | None, str]:
     """Split a `sig` value into (key prefix or None, hex digest); SignatureError if malformed."""
@@ -85,7 +90,12 @@ def encrypt_destination(
     expires_at: int | None = None,
     nonce: bytes | None = None,
 ) -> str:
-    """Return the `d` value. `nonce` is for test vectors only; by default it is random."""
+    """Return the `d` value. `nonce` is for test vectors only; by default it is random.
+
+    CodecError on a malformed key prefix, a repeated or empty param name, a field
+    over 65,535 bytes or an `expires_at` below 1; ValueError on a key that is not
+    32 bytes, a key id outside 0..255 or a nonce that is not 12 bytes.
+    """
 
 def blob_header(d: str) -> tuple[str | None, int]:
     """Return (key prefix or None, key id) of a `d` value without decrypting it."""
