@@ -28,7 +28,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from tracker.errors import QueryError
 from tracker.query.cursor import CursorCodec
-from tracker.query.matching import match_events, summarize
+from tracker.query.matching import PAIRS_SCHEMA, listed_ids, match_events, pair_rows, summarize
 from tracker.query.model import (
     EventFilter,
     EventsPage,
@@ -244,7 +244,7 @@ class ColdTier:
     def _match_sync(self, query: MatchQuery) -> MatchResult:
         started = time.perf_counter()
         table = self._table()
-        triggers, results, pairs = 0, 0, []
+        triggers, results, pairs = 0, 0, pl.DataFrame(schema=PAIRS_SCHEMA)
         by_id: dict[str, dict[str, Any]] = {}
         frame = self._frame(table, query.as_filter()) if table is not None else None
         if frame is not None:
@@ -257,20 +257,13 @@ class ColdTier:
             )
             triggers, results, pairs = match_events(pl.from_arrow(candidates.to_arrow_table()), query.window_ms)
 
-            listed_ids = [pair.trigger_id for pair in pairs[: query.limit]] + [pair.result_id for pair in pairs[: query.limit]]
-            if listed_ids:
-                chosen = frame.filter(F.in_list(col("event_id"), [lit(i) for i in listed_ids]))
+            ids = listed_ids(pairs, query.limit)
+            if ids:
+                chosen = frame.filter(F.in_list(col("event_id"), [lit(event_id) for event_id in ids]))
                 rows = chosen.select(*[col(name) for name in EVENT_FIELDS]).to_arrow_table().to_pylist()
                 by_id = {row["event_id"]: _event_dict(row) for row in rows}
         return MatchResult(
-            pairs=[
-                {
-                    "trigger_event": by_id[pair.trigger_id],
-                    "result_event": by_id[pair.result_id],
-                    "time_delta_ms": pair.time_delta_ms,
-                }
-                for pair in pairs[: query.limit]
-            ],
+            pairs=pair_rows(pairs, query.limit, by_id),
             summary=summarize(triggers, results, pairs),
             tier=self.name,
             data_through_ms=self._freshness_sync(),

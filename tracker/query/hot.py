@@ -21,7 +21,7 @@ import polars as pl
 
 from tracker.errors import QueryError
 from tracker.query.cursor import CursorCodec
-from tracker.query.matching import match_events, summarize
+from tracker.query.matching import listed_ids, match_events, pair_rows, summarize
 from tracker.query.model import (
     EventFilter,
     EventsPage,
@@ -292,24 +292,16 @@ class HotTier:
         )
         triggers, results, pairs = match_events(candidates, query.window_ms)
 
-        listed = pairs[: query.limit]
+        ids = listed_ids(pairs, query.limit)
         by_id: dict[str, dict[str, Any]] = {}
-        if listed:
-            ids = [pair.trigger_id for pair in listed] + [pair.result_id for pair in listed]
+        if ids:
             id_args: list[Any] = []
             tenant_where = self._where(shape, query.as_filter(), id_args)
             id_list = _placeholders(id_args, ids)
             sql = f"{self._event_select(shape)} WHERE {tenant_where} AND event_id::text = ANY({id_list}::text[])"
             by_id = {record["event_id"]: self._event_dict(record) for record in await self._fetch(sql, id_args)}
         return MatchResult(
-            pairs=[
-                {
-                    "trigger_event": by_id[pair.trigger_id],
-                    "result_event": by_id[pair.result_id],
-                    "time_delta_ms": pair.time_delta_ms,
-                }
-                for pair in listed
-            ],
+            pairs=pair_rows(pairs, query.limit, by_id),
             summary=summarize(triggers, results, pairs),
             tier=self.name,
             data_through_ms=await self.freshness(),

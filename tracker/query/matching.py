@@ -10,34 +10,52 @@ pairing itself is identical everywhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
-__all__ = ["Pair", "match_events", "summarize"]
+__all__ = ["CANDIDATE_SCHEMA", "PAIRS_SCHEMA", "listed_ids", "match_events", "pair_rows", "summarize"]
 
 CANDIDATE_SCHEMA = {"on": pl.String, "timestamp": pl.Int64, "event_id": pl.String, "is_trigger": pl.Boolean}
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
-    """One matched trigger and result, by event id, with the delay between them."""
-
-    trigger_id: str
-    trigger_ts: int
-    result_id: str
-    result_ts: int
-
-    @property
-    def time_delta_ms(self) -> int:
-        return self.result_ts - self.trigger_ts
+PAIRS_SCHEMA = {"trigger_id": pl.String, "trigger_ts": pl.Int64, "result_id": pl.String, "result_ts": pl.Int64}
 
 
-def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, list[Pair]]:
+def _pair_loop(triggers: pl.DataFrame, results: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+    """Pair sorted triggers and results of groups with several triggers, one trigger at a time."""
+    t_group = triggers["group"].to_list()
+    t_ts = triggers["timestamp"].to_list()
+    t_id = triggers["event_id"].to_list()
+    r_group = results["group"].to_list()
+    r_ts = results["timestamp"].to_list()
+    r_id = results["event_id"].to_list()
+
+    # Two pointers: every result before `j` is taken or precedes the current trigger,
+    # and triggers only move forward in time within a group, so none of those results
+    # is ever eligible again.
+    columns: dict[str, list] = {name: [] for name in PAIRS_SCHEMA}
+    result_count = len(r_ts)
+    j = 0
+    for i, group in enumerate(t_group):
+        timestamp = t_ts[i]
+        while j < result_count and (r_group[j] < group or (r_group[j] == group and r_ts[j] < timestamp)):
+            j += 1
+        if j < result_count and r_group[j] == group and r_ts[j] - timestamp <= window_ms:
+            columns["trigger_id"].append(t_id[i])
+            columns["trigger_ts"].append(timestamp)
+            columns["result_id"].append(r_id[j])
+            columns["result_ts"].append(r_ts[j])
+            j += 1
+    return pl.DataFrame(columns, schema=PAIRS_SCHEMA)
+
+
+def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl.DataFrame]:
     """Pair the candidate rows; return (trigger count, result count, pairs in trigger order).
 
     `candidates` has the columns of CANDIDATE_SCHEMA: the `on` value (never
-    null), timestamp, event_id and whether the row is a trigger.
+    null), timestamp, event_id and whether the row is a trigger. The pairs
+    frame has the columns of PAIRS_SCHEMA.
     """
     frame = candidates.select(
         pl.col("on").cast(pl.String),
@@ -47,57 +65,74 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, li
     )
     # A dense integer per `on` value keeps the loop below on integer comparisons.
     frame = frame.with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
-    triggers = frame.filter(pl.col("is_trigger")).sort("group", "timestamp", "event_id")
-    results = frame.filter(~pl.col("is_trigger")).sort("group", "timestamp", "event_id")
+    triggers = frame.filter(pl.col("is_trigger"))
+    results = frame.filter(~pl.col("is_trigger"))
 
-    t_group = triggers["group"].to_list()
-    t_ts = triggers["timestamp"].to_list()
-    t_id = triggers["event_id"].to_list()
-    r_group = results["group"].to_list()
-    r_ts = results["timestamp"].to_list()
-    r_id = results["event_id"].to_list()
+    # A group with one trigger needs no bookkeeping: its pair is the earliest result
+    # in the window, found as a vectorised join. Only groups with several triggers
+    # go through the sequential loop.
+    per_group = triggers.group_by("group").agg(pl.len().alias("triggers"))
+    single = triggers.join(per_group.filter(pl.col("triggers") == 1), on="group", how="semi")
+    several = triggers.join(per_group.filter(pl.col("triggers") > 1), on="group", how="semi")
 
-    # Two pointers: every result before `j` is taken or precedes the current trigger,
-    # and triggers only move forward in time within a group, so none of them is
-    # ever eligible again.
-    pairs: list[Pair] = []
-    result_count = len(r_ts)
-    j = 0
-    for i, group in enumerate(t_group):
-        timestamp = t_ts[i]
-        while j < result_count and (r_group[j] < group or (r_group[j] == group and r_ts[j] < timestamp)):
-            j += 1
-        if j < result_count and r_group[j] == group and r_ts[j] - timestamp <= window_ms:
-            pairs.append(Pair(t_id[i], timestamp, r_id[j], r_ts[j]))
-            j += 1
-
-    pairs.sort(key=lambda pair: (pair.trigger_ts, pair.trigger_id))
-    return len(t_ts), result_count, pairs
-
-
-def _nearest_rank(sorted_values: list[int], percent: int) -> int:
-    """Return the nearest-rank percentile: the smallest value with `percent`% at or below it."""
-    rank = max(1, math.ceil(percent * len(sorted_values) / 100))
-    return sorted_values[rank - 1]
+    single_pairs = (
+        single.select("group", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts"))
+        .join(
+            results.select("group", pl.col("event_id").alias("result_id"), pl.col("timestamp").alias("result_ts")),
+            on="group",
+        )
+        .filter((pl.col("result_ts") >= pl.col("trigger_ts")) & (pl.col("result_ts") - pl.col("trigger_ts") <= window_ms))
+        .sort("group", "result_ts", "result_id")
+        .group_by("group", maintain_order=True)
+        .first()
+        .select(list(PAIRS_SCHEMA))
+    )
+    loop_pairs = _pair_loop(
+        several.sort("group", "timestamp", "event_id"),
+        results.join(several.select("group").unique(), on="group", how="semi").sort("group", "timestamp", "event_id"),
+        window_ms,
+    )
+    pairs = pl.concat([single_pairs, loop_pairs]).sort("trigger_ts", "trigger_id")
+    return triggers.height, results.height, pairs
 
 
-def summarize(triggers: int, results: int, pairs: list[Pair]) -> dict[str, object]:
-    """Return the match summary: counts, match rate and the time delta distribution."""
-    deltas = sorted(pair.time_delta_ms for pair in pairs)
-    if deltas:
-        distribution: dict[str, int | None] = {
-            "p50": _nearest_rank(deltas, 50),
-            "p90": _nearest_rank(deltas, 90),
-            "p99": _nearest_rank(deltas, 99),
-            "min": deltas[0],
-            "max": deltas[-1],
-        }
-    else:
-        distribution = dict.fromkeys(("p50", "p90", "p99", "min", "max"))
+def summarize(triggers: int, results: int, pairs: pl.DataFrame) -> dict[str, object]:
+    """Return the match summary: counts, match rate and the time delta distribution.
+
+    Percentiles are nearest-rank: the smallest delta with at least p% of the
+    deltas at or below it.
+    """
+    deltas = (pairs["result_ts"] - pairs["trigger_ts"]).sort()
+    distribution: dict[str, int | None] = dict.fromkeys(("p50", "p90", "p99", "min", "max"))
+    if deltas.len():
+        count = deltas.len()
+        for name, percent in (("p50", 50), ("p90", 90), ("p99", 99)):
+            rank = max(1, math.ceil(percent * count / 100))
+            distribution[name] = int(deltas[rank - 1])
+        distribution["min"] = int(deltas[0])
+        distribution["max"] = int(deltas[-1])
     return {
         "triggers": triggers,
         "results": results,
-        "matched": len(pairs),
-        "match_rate": len(pairs) / triggers if triggers else 0.0,
+        "matched": pairs.height,
+        "match_rate": pairs.height / triggers if triggers else 0.0,
         "time_delta_ms": distribution,
     }
+
+
+def listed_ids(pairs: pl.DataFrame, limit: int) -> list[str]:
+    """Return the event ids of the first `limit` pairs, whose full events the answer lists."""
+    listed = pairs.head(limit)
+    return listed["trigger_id"].to_list() + listed["result_id"].to_list()
+
+
+def pair_rows(pairs: pl.DataFrame, limit: int, events: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the first `limit` pairs with their full events, looked up by event id."""
+    return [
+        {
+            "trigger_event": events[row["trigger_id"]],
+            "result_event": events[row["result_id"]],
+            "time_delta_ms": row["result_ts"] - row["trigger_ts"],
+        }
+        for row in pairs.head(limit).iter_rows(named=True)
+    ]
