@@ -41,7 +41,7 @@ from tracker.broker.base import (
 from tracker.broker.settings import BrokerSettings
 from tracker.errors import BrokerError, BrokerUnavailable
 
-__all__ = ["TOPIC_GROUP_MEMBERS", "IggyBroker"]
+__all__ = ["TOPIC_GROUP_MEMBERS", "IggyBroker", "translate_error"]
 
 logger = logging.getLogger(__name__)
 
