@@ -328,3 +328,17 @@ def test_non_bytes_payload_rejected(producer: Producer, payload: object) -> None
     with pytest.raises(BrokerError, match="expected bytes"):
         producer.submit_records([(0, 1, payload)])  # type: ignore[list-item]
     assert producer.state().queue_events == 0
+
+
+def test_unexpected_failure_becomes_broker_error(settings: BrokerSettings) -> None:
+    producer = Producer(FailingBroker(settings, RuntimeError("driver bug")), settings)
+    producer.start()
+    try:
+        future = producer.submit_event(2, event("x"))
+
+        with pytest.raises(BrokerError, match="publishing to partition 2 failed") as raised:
+            future.result(timeout=10)
+        assert isinstance(raised.value.__cause__, RuntimeError)
+        assert producer.state().failed_events == 1
+    finally:
+        producer.close()

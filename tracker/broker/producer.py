@@ -361,13 +361,19 @@ class Producer:
             )
         for (partition, group), result in zip(by_partition.items(), results, strict=True):
             events = sum(entry.events for entry in group)
+            error: BaseException | None = None
             if isinstance(result, BaseException):
                 self._failed_events += events
                 logger.error(
                     "Publishing to the broker failed.",
-                    extra={"partition": partition, "events": events, "error": str(result)},
+                    extra={"partition": partition, "events": events, "error": repr(result)},
                 )
-            self._settle(group, result if isinstance(result, BaseException) else None)
+                error = result
+                if not isinstance(result, BrokerError):
+                    # Callers catch BrokerError, so an unexpected failure must not become a 500.
+                    error = BrokerError(f"publishing to partition {partition} failed: {result!r}")
+                    error.__cause__ = result
+            self._settle(group, error)
 
     async def _publish_partition(self, partition: int, entries: list[Entry]) -> None:
         payloads = self._encode(entries)
