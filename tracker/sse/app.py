@@ -13,7 +13,9 @@ client's `Last-Event-ID` (or `?last_event_id=`) replays what it missed from the
 broker, within the broker's retention and `SSE_REPLAY_MAX_EVENTS`. Comment
 lines keep idle connections open every `SSE_HEARTBEAT_SECONDS`. A client that
 falls `SSE_CLIENT_BUFFER` events behind gets `event: overflow` and is
-disconnected; it may reconnect with its last id. Pages on other origins may
+disconnected; it may reconnect with its last id. Robyn reports no disconnects,
+so a closed stream is noticed at its next write and counts against
+`SSE_MAX_CONNECTIONS_PER_TENANT` until then (at most one heartbeat). Pages on other origins may
 read streams when `SSE_ALLOWED_ORIGINS` (comma-separated) lists their origin.
 """
 
