@@ -440,3 +440,12 @@ async def test_corrupt_partition_file_reports_error(settings: BrokerSettings) ->
         assert await broker.end_offset(TOPIC_EVENTS, 1) == 0
     finally:
         await broker.close()
+
+
+async def test_unwritable_topic_directory_reports_error(
+    broker: LocalBroker, settings: BrokerSettings
+) -> None:
+    (settings.log_dir / "events-clean").write_text("a file where the topic directory should be")
+
+    with pytest.raises(BrokerError, match="local log operation failed"):
+        await broker.publish("events-clean", 0, [b"x"])

@@ -472,7 +472,7 @@ class LocalBroker(Broker):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, function, *args)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:
             raise BrokerError(f"local log operation failed: {error}") from error
 
     def _now_ms(self) -> int:
