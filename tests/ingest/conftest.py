@@ -93,9 +93,17 @@ class IngestServer:
         """Return every event in the local log by event id."""
         return read_local_log(self.data_dir)
 
-    def wait_refresh(self) -> None:
-        """Sleep past one registry refresh interval (plus margin) of the server."""
-        time.sleep(REFRESH_SECONDS * 3)
+    def wait_refresh(self, timeout: float = 15.0) -> None:
+        """Wait until the server finished two registry refreshes after this call.
+
+        The first one may have read the registry before the caller's change.
+        """
+        start = self.get("/health").json()["registry_refreshes"]
+        deadline = time.monotonic() + timeout
+        while self.get("/health").json()["registry_refreshes"] < start + 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the registry cache did not refresh within {timeout} s")
+            time.sleep(REFRESH_SECONDS / 4)
 
 
 REFRESH_SECONDS = 0.2

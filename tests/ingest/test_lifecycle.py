@@ -173,3 +173,17 @@ def test_full_producer_queue_returns_503(tmp_path: Path):
     assert full.json()["error"]["code"] == "queue_full"
     assert full.headers["retry-after"] == "1"
     assert single.status == 200
+
+
+def test_unusable_registry_exits_with_message(data_dir: Path):
+    (data_dir / "not-a-dir").write_text("a file where a directory should be")
+    env = server_env(
+        data_dir, free_port(), REGISTRY_PATH=str(data_dir / "not-a-dir" / "registry.db")
+    )
+
+    result = run_serve(env)
+
+    assert result.returncode == 1
+    assert "cannot open the registry at" in result.stderr
+    assert "REGISTRY_PATH" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ def serve() -> None:
     INGEST_PROCESSES, ...); see `.env.example`. SIGTERM or Ctrl-C drains the
     server processes and exits 0 once every accepted event is durable.
     """
-    from tracker.ingest.launcher import PortInUse
+    from tracker.ingest.launcher import PortInUse, RegistryUnavailable
     from tracker.ingest.launcher import serve as run_service
     from tracker.ingest.logs import configure_logging
     from tracker.ingest.settings import IngestSettings
@@ -29,7 +29,7 @@ def serve() -> None:
     configure_logging(settings.log_format)
     try:
         code = run_service(settings)
-    except PortInUse as error:
+    except (PortInUse, RegistryUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     raise SystemExit(code)

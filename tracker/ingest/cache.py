@@ -36,6 +36,7 @@ class RegistryCache:
         # Bumped whenever the set of active tenants changes, so dependants can rebuild.
         self.tenant_version = 0
         self.loaded_at = 0.0
+        self.refresh_count = 0
         self._tenants_since: int | None = None
         self._links_since: int | None = None
         self._stop = threading.Event()
@@ -66,6 +67,7 @@ class RegistryCache:
         self._tenants_since = _next_since(tenants.values(), self._tenants_since)
         self._links_since = _next_since(links.values(), self._links_since)
         self.loaded_at = time.time()
+        self.refresh_count += 1
 
     def age_seconds(self) -> float:
         """Return the seconds since the last successful refresh."""

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 from tracker.ingest.metrics import MULTIPROC_ENV
 from tracker.ingest.settings import IngestSettings
 
-__all__ = ["PortInUse", "check_port_free", "serve"]
+__all__ = ["PortInUse", "RegistryUnavailable", "check_port_free", "prepare_registry", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,31 @@ STOP_MARGIN_SECONDS = 35.0
 
 class PortInUse(OSError):
     """The configured host and port cannot be bound."""
+
+
+class RegistryUnavailable(OSError):
+    """The registry database cannot be opened or migrated."""
+
+
+def prepare_registry(settings: IngestSettings) -> None:
+    """Open the registry once and apply its migrations before any server process starts.
+
+    Doing it here gives one clear error instead of one per server process, and
+    keeps the processes from racing to migrate a new file.
+    """
+    from tracker.registry.db import Registry
+
+    try:
+        Registry(
+            settings.registry_path,
+            turso_url=settings.turso_url,
+            turso_token=settings.turso_auth_token,
+        ).close()
+    except (OSError, sqlite3.Error) as error:
+        raise RegistryUnavailable(
+            f"cannot open the registry at {settings.registry_path}: {error};"
+            " check REGISTRY_PATH or TRACKER_DATA_DIR"
+        ) from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -63,6 +89,7 @@ def check_port_free(host: str, port: int) -> None:
 def serve(settings: IngestSettings) -> int:
     """Run `settings.processes` server processes until SIGTERM or SIGINT; return the exit code."""
     check_port_free(settings.host, settings.port)
+    prepare_registry(settings)
     metrics_dir = Path(tempfile.mkdtemp(prefix="tracker-ingest-metrics-"))
     env = dict(os.environ)
     env[MULTIPROC_ENV] = str(metrics_dir)

@@ -266,6 +266,7 @@ class IngestService:
             "queue_events": state.queue_events,
             "spool_events": state.spool_events,
             "registry_age_seconds": round(self.cache.age_seconds(), 3),
+            "registry_refreshes": self.cache.refresh_count,
             "tenants": len(self.cache.tenants),
             "tracking_urls": len(self.cache.links),
         }
