@@ -4,7 +4,7 @@ Durability point: the future returned by `submit_event` or `submit_records`
 resolves only after every event it covers is durable. That is after
 `Broker.publish` returned for it, so the local log has committed it or the
 remote broker acknowledged it. While the remote broker is unreachable, it is
-after the local spool committed it. The ingest service answers 2xx only after
+after the local spool committed it. The ingest service sends its 2xx only after
 that future resolved, so an accepted event survives a kill -9 of the service.
 Many requests share one commit (group commit): the background thread takes
 everything queued, publishes one transaction per partition, then resolves all
