@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracker.ingest.destinations import InvalidDestination, parse_destination, redirect_location
 
@@ -63,3 +67,38 @@ def test_rejected_destinations(url, reason):
 )
 def test_click_id_locations(url, location):
     assert redirect_location(parse_destination(url), "ID") == location
+
+
+QUERY_TEXT = st.text(alphabet="abcxyz019_-.~%+=&;:/?!$'()*,@", max_size=40)
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_any_text_parses_or_raises_invalid(text):
+    try:
+        destination = parse_destination(text)
+    except InvalidDestination:
+        return
+    assert destination.origin.startswith(("http://", "https://"))
+    assert destination.origin.isascii()
+
+
+@given(
+    path=st.text(alphabet="abc/%20é", max_size=20),
+    query=QUERY_TEXT,
+    fragment=st.none() | QUERY_TEXT,
+)
+@settings(max_examples=300, deadline=None)
+def test_click_id_added_once_and_pairs_kept(path, query, fragment):
+    url = f"https://a.example/{path}?{query}" + (f"#{fragment}" if fragment is not None else "")
+    location = redirect_location(parse_destination(url), "ID")
+
+    head, _, location_fragment = location.partition("#")
+    pairs = head.split("?", 1)[1].split("&")
+    kept = query.split("&") if query else []
+    assert pairs[-1] == "ad_click_id=ID"
+    assert [pair for pair in pairs[:-1] if pair.split("=", 1)[0] == "ad_click_id"] == []
+    assert pairs[:-1] == [
+        pair for pair in kept if unquote(pair.split("=", 1)[0].replace("+", " ")) != "ad_click_id"
+    ]
+    assert location.isascii()
