@@ -229,7 +229,6 @@ class ConsumerRuntime:
         """Open the sink, consume until stopped, then leave the group and close the sink."""
         await self.sink.open(self.context)
         try:
-            self._stored_offsets = dict(await self.sink.stored_offsets() or {})
             await self._heartbeat()
             logger.info(
                 "Consumer started.",
@@ -290,7 +289,11 @@ class ConsumerRuntime:
         for lost in set(self._assigned) - set(assigned):
             self._positions.pop(lost, None)
             self.metrics.forget_partition(lost)
-        for partition in assigned:
+        gained = [partition for partition in assigned if partition not in self._positions]
+        if gained:
+            # Read again on every gain: another member may have stored output since.
+            self._stored_offsets = dict(await self.sink.stored_offsets() or {})
+        for partition in gained:
             if partition not in self._positions:
                 committed = await self._retrying(
                     lambda p=partition: self.broker.committed(self.topic, self.group, p),
