@@ -93,7 +93,8 @@ def test_click_id_added_once_and_pairs_kept(path, query, fragment):
     url = f"https://a.example/{path}?{query}" + (f"#{fragment}" if fragment is not None else "")
     location = redirect_location(parse_destination(url), "ID")
 
-    head, _, location_fragment = location.partition("#")
+    head, hash_mark, _ = location.partition("#")
+    assert bool(hash_mark) == (fragment is not None)
     pairs = head.split("?", 1)[1].split("&")
     kept = query.split("&") if query else []
     assert pairs[-1] == "ad_click_id=ID"
