@@ -259,7 +259,15 @@ class ColdTier:
 
             ids = listed_ids(pairs, query.limit)
             if ids:
-                chosen = frame.filter(F.in_list(col("event_id"), [lit(event_id) for event_id in ids]))
+                # The listed pairs are the earliest, so scanning only their time span
+                # prunes most partitions instead of reading the whole range again.
+                listed = pairs.head(query.limit)
+                first_ms = int(listed["trigger_ts"].min())
+                last_ms = int(listed["result_ts"].max())
+                around = EventFilter(query.tenant, first_ms, last_ms + 1, (query.trigger, query.result))
+                lookup = self._frame(table, around)
+                assert lookup is not None
+                chosen = lookup.filter(F.in_list(col("event_id"), [lit(event_id) for event_id in ids]))
                 rows = chosen.select(*[col(name) for name in EVENT_FIELDS]).to_arrow_table().to_pylist()
                 by_id = {row["event_id"]: _event_dict(row) for row in rows}
         return MatchResult(
