@@ -96,6 +96,8 @@ def parse_beacon(body: bytes) -> BeaconEvent:
 
 def load_beacon_script(path: Path | None = None) -> BeaconScript | None:
     """Read `t.js` from BEACON_JS_PATH or the repository's `beacon/t.js`; None if missing."""
+    # NOTE: the wheel does not ship beacon/t.js, so an install outside the source tree
+    # serves /t.js only when BEACON_JS_PATH points at the file.
     if path is None:
         configured = os.environ.get(BEACON_PATH_ENV)
         path = (
