@@ -113,7 +113,7 @@ def create_tenant(server: ApiServer, key_prefix: str, plan: str = "free") -> Ten
 def assert_error(
     answer: httpx.Response, status: int, code: str, field: str | None = None
 ) -> dict[str, Any]:
-    """Assert a JSON error answer with this status and code (and field, when given)."""
+    """Assert a JSON error response with this status and code (and field, when given)."""
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     error = answer.json()["error"]

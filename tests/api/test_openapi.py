@@ -1,4 +1,4 @@
-"""Schemathesis run against a real `tracker api`: every documented operation answers as documented.
+"""Schemathesis run against a real `tracker api`: every documented operation responds as documented.
 
 Generated requests carry the admin key on tenant-management routes and a
 tenant write key elsewhere. Examples per operation are bounded so the run

@@ -2,7 +2,7 @@
 
 `tracker serve` takes postbacks, `tracker consume event-filter` moves them to
 `events-clean`, `tracker consume archiver` writes the Delta table, and the API
-answers from the cold tier. Everything runs as subprocesses on one data
+reads the cold tier. Everything runs as subprocesses on one data
 directory with the local broker.
 """
 

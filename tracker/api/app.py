@@ -94,16 +94,18 @@ async def dispatch(
     except Exception:
         logger.exception("Request failed with an unexpected error.", extra={"route": route.path})
         error = ApiError(
-            "internal_error", "", "the server failed to answer this request; it has been logged"
+            "internal_error",
+            "",
+            "the server failed to process this request; the error has been logged",
         )
         return error.status, orjson.dumps(error.body()), api_key
     return status, orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS), api_key
 
 
 def _import_robyn() -> Any:
-    # Robyn parses sys.argv when it is imported (a default argument builds its
-    # Config) and again in Config(); hide the `tracker api` arguments from both
-    # so Robyn neither rejects them nor acts on --help or --version.
+    # Robyn parses sys.argv when it is imported, because a default argument builds
+    # its Config, and again in Config(). Both see an empty argument list here, so
+    # Robyn neither rejects the `tracker api` options nor acts on --help or --version.
     saved = sys.argv
     sys.argv = [saved[0]]
     try:

@@ -1,6 +1,6 @@
 """JSON error bodies of the platform API and the one table that maps error codes to statuses.
 
-Every error answer reads `{"error": {"code", "field", "message"}}`. `code` is a
+Every error response reads `{"error": {"code", "field", "message"}}`. `code` is a
 stable snake_case string, `field` names the request field at fault (empty when
 the request as a whole is wrong) and `message` says what to change.
 """
@@ -61,7 +61,7 @@ class ApiError(Exception):
 
 
 def translate(error: Exception, *, field: str = "") -> ApiError:
-    """Turn a product error raised below the API into the ApiError it answers with.
+    """Translate a product error raised below the API into the ApiError sent to the client.
 
     A ValueError of the registry modules starts with the field name and a colon,
     which becomes `field`; other invalid-input errors take `field` from the caller.

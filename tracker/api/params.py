@@ -2,7 +2,7 @@
 
 Robyn 0.88 hands query parameters over still percent-encoded, so `decode_query`
 decodes every name and value exactly once (as application/x-www-form-urlencoded,
-where `+` is a space) and every handler reads the decoded `QueryArgs` only.
+where `+` is a space). Dispatch hands handlers only the decoded `QueryArgs`.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def parse_time_range(args: QueryArgs, *, now_ms: int, max_hours: int) -> tuple[i
     if start_raw is None and end_raw is None:
         hours = args.integer("hours", DEFAULT_HOURS, minimum=1, maximum=max_hours)
         # Whole UTC hours ending at the next hour boundary, so the warm tier's
-        # hourly rollups answer exactly and every event up to now is included.
+        # hourly rollups give exact counts and every event up to now is included.
         return hour_window(hours, now_ms)
 
     end_ms = parse_time(end_raw, "to") if end_raw is not None else now_ms

@@ -65,7 +65,7 @@ class Route:
 
 @dataclass(slots=True)
 class Services:
-    """What handlers share: the registry, settings and the analytics router."""
+    """Shared state of the handlers: the registry, settings and the analytics router."""
 
     registry: Any
     settings: Any
@@ -77,7 +77,7 @@ class Services:
 
 @dataclass(slots=True)
 class Context:
-    """One request as a handler sees it: decoded query, path values, body and the caller's key."""
+    """One request in the form handlers receive: decoded query, path values, body and the caller's key."""
 
     services: Services
     route: Route

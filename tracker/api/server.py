@@ -1,6 +1,6 @@
 """Start-up of `tracker api`: settings, port check, registry, query router and the Robyn server.
 
-Robyn 0.88 asks for another port on stdin when its own check finds the port
+Robyn 0.88 prompts for another port on stdin when its own check finds the port
 taken, so this module checks first and fails with a ConfigError instead.
 SIGTERM and SIGINT stop the server with exit status 0.
 """

@@ -15,7 +15,7 @@ MIN_ADMIN_KEY_LENGTH = 24
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    """Where the API listens, which registry it manages and its request limits."""
+    """Listen address, registry location and request limits of the API server."""
 
     host: str
     port: int

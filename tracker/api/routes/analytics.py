@@ -1,8 +1,8 @@
 """Analytics over the caller's tenant: event listings, counts with group-by, and trigger/result matching.
 
 The tenant always comes from the API key, never from a parameter, and param
-keys and values are passed to the query model as data. Every answer names the
-tier that produced it and how fresh that tier is (`data_through`).
+keys and values are passed to the query model as data. Every response names
+the tier that produced it and that tier's freshness (`data_through`).
 """
 
 from __future__ import annotations
