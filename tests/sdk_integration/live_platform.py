@@ -69,6 +69,10 @@ class LivePlatform:
         self.tenants[key_prefix] = created
         return created
 
+    def create_api_key(self, key_prefix: str, scope: str = "read") -> str:
+        """Create an API key for the tenant through the CLI and return its raw text."""
+        return json.loads(self.cli("keys", "create", "--tenant", key_prefix, "--scope", scope))["api_key"]
+
     def start(self, name: str, *args: str, port_variable: str = "PORT",
               extra_env: dict[str, str] | None = None, health_path: str | None = "/health") -> str:
         """Start `tracker ARGS...` as process `name`, wait until it answers, and return its URL."""
