@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 
 import orjson
 import typer
@@ -15,6 +14,8 @@ from tracker.settings import load_env
 __all__ = ["consume"]
 
 logger = logging.getLogger(__name__)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def consume(
@@ -31,11 +32,16 @@ def consume(
         False, "--json", help="With --status, print one JSON object instead of a table."
     ),
 ) -> None:
-    """Run consumer NAME until SIGTERM or SIGINT; it finishes and commits the batch in hand."""
+    """Run consumer NAME until SIGTERM or SIGINT; it finishes and commits the batch in hand.
+
+    Logs go to stderr as JSON lines at LOG_LEVEL (default INFO).
+    """
     if status:
         asyncio.run(_print_status(name, as_json))
         return
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    from tracker.api.logs import configure_logging
+
+    configure_logging(load_env().choice("LOG_LEVEL", "INFO", LOG_LEVELS))
     asyncio.run(_run(name))
 
 

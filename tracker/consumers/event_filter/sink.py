@@ -12,7 +12,8 @@ same transaction as the batch's offset, and the runtime resumes from that offset
 counters stay exact across crashes. Publishing to the two topics happens before that
 transaction, so a crash in between republishes the batch; consumers of those topics
 deduplicate on `event_id`. The rate limiter's counts live in memory, so after a
-restart the window starts empty.
+restart the window starts empty, and a batch retried after a transient failure is
+counted again, which can only make the limits stricter within that window.
 """
 
 from __future__ import annotations
