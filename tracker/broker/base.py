@@ -17,6 +17,7 @@ __all__ = [
     "TOPIC_EVENTS",
     "TOPIC_EVENTS_CLEAN",
     "TOPIC_EVENTS_FILTERED",
+    "TOPIC_EVENTS_REPLAY",
     "Broker",
     "Message",
 ]
@@ -24,6 +25,8 @@ __all__ = [
 TOPIC_EVENTS = "events"
 TOPIC_EVENTS_CLEAN = "events-clean"
 TOPIC_EVENTS_FILTERED = "events-filtered"
+# Archived events re-published by `tracker replay`, so the archive never reads them back.
+TOPIC_EVENTS_REPLAY = "events-replay"
 TOPIC_DEAD_LETTERS = "dead-letters"
 
 

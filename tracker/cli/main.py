@@ -25,6 +25,10 @@ from tracker.cli.consume import consume  # noqa: E402
 
 app.command("consume")(consume)
 
+from tracker.cli.demo import demo  # noqa: E402
+
+app.command("demo")(demo)
+
 from tracker.cli.doctor import doctor  # noqa: E402
 
 app.command("doctor")(doctor)
@@ -32,6 +36,10 @@ app.command("doctor")(doctor)
 from tracker.cli.keys import keys_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
+
+from tracker.cli.replay import replay  # noqa: E402
+
+app.command("replay")(replay)
 
 from tracker.cli.rules import rules_app  # noqa: E402
 

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN
+from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY
 from tracker.consumers.events import STRING_FIELDS, event_problem
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import ConfigError, RetryableSinkError
@@ -89,7 +89,9 @@ class HotWriterSettings:
             partitions_ahead_days=env.int("HOT_PARTITIONS_AHEAD_DAYS", 3, minimum=1, maximum=366),
             dialect=env.choice("HOT_DIALECT", "auto", ("auto", *DIALECTS)),
             source_topic=env.choice(
-                "HOT_SOURCE_TOPIC", TOPIC_EVENTS_CLEAN, (TOPIC_EVENTS, TOPIC_EVENTS_CLEAN)
+                "HOT_SOURCE_TOPIC",
+                TOPIC_EVENTS_CLEAN,
+                (TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY),
             ),
             connect_timeout_seconds=env.float("HOT_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.1),
         )
