@@ -1,6 +1,6 @@
 """Generate a query benchmark dataset into the cold, warm and hot tiers.
 
-Events span 30 days before END_MS across ten tenants. Tenant `big` holds about half
+Events span 30 days before END_MS across ten tenants. Tenant `big` has about half
 of them. Base events are 45% clicks, 35% impressions and 20% pageviews, and half
 of the clicks get one postback with the same `click_id`, a few seconds to two days
 later. Every event carries `sub1` (50 values), `campaign_id` (200 values) and
@@ -64,9 +64,12 @@ def generate(total: int, seed: int = 1) -> pl.DataFrame:
     )
     clicks = frame.filter(pl.col("event_type") == "click")
     converted = clicks.sample(fraction=0.5, seed=seed)
-    delays = np.minimum(rng.exponential(3_600_000, size=converted.height).astype(np.int64) + 2000, 2 * 86_400_000)
+    delays = np.minimum(
+        rng.exponential(3_600_000, size=converted.height).astype(np.int64) + 2000, 2 * 86_400_000
+    )
     postbacks = converted.with_columns(
-        pl.lit("postback").alias("event_type"), (pl.col("timestamp") + pl.Series(delays)).alias("timestamp")
+        pl.lit("postback").alias("event_type"),
+        (pl.col("timestamp") + pl.Series(delays)).alias("timestamp"),
     )
     events = pl.concat([frame, postbacks.with_columns(pl.col("serial") + base * 10)])
     events = events.filter(pl.col("timestamp") < END_MS)
@@ -85,22 +88,43 @@ def generate(total: int, seed: int = 1) -> pl.DataFrame:
     random_bits = rng.integers(0, 2**62, size=events.height, dtype=np.int64)
     events = events.with_columns(pl.Series("random", random_bits)).with_columns(
         (
-            pl.col("timestamp").map_batches(lambda s: pl.Series([f"{v:012x}" for v in s]), return_dtype=pl.String)
+            pl.col("timestamp").map_batches(
+                lambda s: pl.Series([f"{v:012x}" for v in s]), return_dtype=pl.String
+            )
             + pl.col("random").map_batches(
-                lambda s: pl.Series([f"7{v & 0xFFF:03x}{0x8000 | (v >> 12) & 0x3FFF:04x}{(v >> 26) & 0xFFFFFFFFF:012x}" for v in s]),
+                lambda s: pl.Series(
+                    [
+                        f"7{v & 0xFFF:03x}{0x8000 | (v >> 12) & 0x3FFF:04x}{(v >> 26) & 0xFFFFFFFFF:012x}"
+                        for v in s
+                    ]
+                ),
                 return_dtype=pl.String,
             )
         ).alias("hex")
     )
     events = events.with_columns(
         (
-            pl.col("hex").str.slice(0, 8) + "-" + pl.col("hex").str.slice(8, 4) + "-" + pl.col("hex").str.slice(12, 4)
-            + "-" + pl.col("hex").str.slice(16, 4) + "-" + pl.col("hex").str.slice(20, 12)
+            pl.col("hex").str.slice(0, 8)
+            + "-"
+            + pl.col("hex").str.slice(8, 4)
+            + "-"
+            + pl.col("hex").str.slice(12, 4)
+            + "-"
+            + pl.col("hex").str.slice(16, 4)
+            + "-"
+            + pl.col("hex").str.slice(20, 12)
         ).alias("event_id")
     )
-    return events.select("event_id", "event_type", "timestamp", "key_prefix", "sub1", "campaign_id", "country", "click_id").sort(
-        "key_prefix", "timestamp"
-    )
+    return events.select(
+        "event_id",
+        "event_type",
+        "timestamp",
+        "key_prefix",
+        "sub1",
+        "campaign_id",
+        "country",
+        "click_id",
+    ).sort("key_prefix", "timestamp")
 
 
 def to_archive_table(events: pl.DataFrame) -> pa.Table:
@@ -109,13 +133,18 @@ def to_archive_table(events: pl.DataFrame) -> pa.Table:
 
     keys = ["key_prefix", "sub1", "campaign_id", "country", "click_id"]
     params = events.select(
-        pl.concat_list([pl.struct(pl.lit(key).alias("key"), pl.col(key).alias("value")) for key in keys])
+        pl.concat_list(
+            [pl.struct(pl.lit(key).alias("key"), pl.col(key).alias("value")) for key in keys]
+        )
         .list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
         .alias("params")
     )["params"].to_arrow()
     params = params.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
     params = pa.MapArray.from_arrays(
-        params.offsets, params.values.field("key"), params.values.field("value"), type=pa.map_(pa.string(), pa.string())
+        params.offsets,
+        params.values.field("key"),
+        params.values.field("value"),
+        type=pa.map_(pa.string(), pa.string()),
     )
     date = events.select(
         pl.from_epoch("timestamp", time_unit="ms").dt.strftime("%Y-%m-%d").alias("date")
@@ -124,7 +153,10 @@ def to_archive_table(events: pl.DataFrame) -> pa.Table:
         "event_id": events["event_id"].to_arrow(),
         "event_type": events["event_type"].to_arrow(),
         "timestamp": events["timestamp"].to_arrow(),
-        **{name: pa.array([value] * events.height, pa.string()) for name, value in FIXED_FIELDS.items()},
+        **{
+            name: pa.array([value] * events.height, pa.string())
+            for name, value in FIXED_FIELDS.items()
+        },
         "params": params,
         "key_prefix": events["key_prefix"].to_arrow(),
         "date": date,
@@ -135,7 +167,9 @@ def to_archive_table(events: pl.DataFrame) -> pa.Table:
 def params_json(events: pl.DataFrame) -> pl.Series:
     keys = ["key_prefix", "sub1", "campaign_id", "country", "click_id"]
     return events.select(
-        pl.struct([pl.col(key) for key in keys]).struct.json_encode().str.replace(',"click_id":null', "", literal=True)
+        pl.struct([pl.col(key) for key in keys])
+        .struct.json_encode()
+        .str.replace(',"click_id":null', "", literal=True)
     ).to_series()
 
 
@@ -152,7 +186,11 @@ async def write_warm(events: pl.DataFrame, warm_dir: Path) -> None:
     from tracker.consumers.runtime import Batch
     from tracker.consumers.warm_aggregator import WarmAggregator, WarmAggregatorSettings
 
-    aggregator = WarmAggregator(WarmAggregatorSettings(warm_dir, retention_days=3650, dedup_hours=48, compact_every_batches=64))
+    aggregator = WarmAggregator(
+        WarmAggregatorSettings(
+            warm_dir, retention_days=3650, dedup_hours=48, compact_every_batches=64
+        )
+    )
     await aggregator.open()
     shuffled = events.sort("timestamp")
     batch_size = 50_000
@@ -160,7 +198,11 @@ async def write_warm(events: pl.DataFrame, warm_dir: Path) -> None:
         chunk = shuffled.slice(start, batch_size)
         documents = []
         for row in chunk.iter_rows(named=True):
-            params = {key: row[key] for key in ("key_prefix", "sub1", "campaign_id", "country") if row[key] is not None}
+            params = {
+                key: row[key]
+                for key in ("key_prefix", "sub1", "campaign_id", "country")
+                if row[key] is not None
+            }
             if row["click_id"] is not None:
                 params["click_id"] = row["click_id"]
             documents.append(
@@ -193,7 +235,9 @@ async def write_hot(events: pl.DataFrame, dsn: str, schema: str, work_dir: Path)
     frame.write_csv(csv_path, include_header=False)
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"')
+        await connection.execute(
+            f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"'
+        )
         ddl = HOT_TABLE.format(schema=schema).split(";")
         await connection.execute(ddl[0])
         await connection.copy_to_table("events", schema_name=schema, source=csv_path, format="csv")
@@ -208,10 +252,23 @@ async def write_hot(events: pl.DataFrame, dsn: str, schema: str, work_dir: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="approximate number of events")
-    parser.add_argument("--out", type=Path, default=Path("bench/.data/1m"), help="directory for the Delta table and warm store")
-    parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test", help="PostgreSQL for the hot tier")
-    parser.add_argument("--pg-schema", default=None, help="schema for the hot table; without it hot is skipped")
+    parser.add_argument(
+        "--events", type=int, default=1_000_000, help="approximate number of events"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/.data/1m"),
+        help="directory for the Delta table and warm store",
+    )
+    parser.add_argument(
+        "--pg-dsn",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL for the hot tier",
+    )
+    parser.add_argument(
+        "--pg-schema", default=None, help="schema for the hot table; without it hot is skipped"
+    )
     arguments = parser.parse_args()
 
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Benchmarks of the query tiers on the generated dataset (bench/gen_dataset.py).
 
-Each tier answers a 7-day stats query for tenant `big` grouped by `param:sub1`;
+Each tier runs a 7-day stats query for tenant `big` grouped by `param:sub1`;
 the baseline in the same run is the same tier's ungrouped count over the same
 window. Cold also runs match (click to postback on `click_id`) over the whole
 30 days. `extra_info` carries the peak RSS sampled during the rounds.
@@ -89,7 +89,9 @@ def tiers(loop: asyncio.AbstractEventLoop) -> Iterator[dict[str, Any]]:
 
 def run(benchmark: Any, loop: asyncio.AbstractEventLoop, call: Callable[[], Any]) -> Any:
     with PeakRss() as rss:
-        result = benchmark.pedantic(lambda: loop.run_until_complete(call()), rounds=ROUNDS, iterations=1, warmup_rounds=1)
+        result = benchmark.pedantic(
+            lambda: loop.run_until_complete(call()), rounds=ROUNDS, iterations=1, warmup_rounds=1
+        )
     benchmark.extra_info["peak_rss_mb"] = round(rss.peak / 2**20, 1)
     benchmark.extra_info["events"] = (DATA / "dataset.txt").read_text().split()[0]
     return result
@@ -97,7 +99,9 @@ def run(benchmark: Any, loop: asyncio.AbstractEventLoop, call: Callable[[], Any]
 
 @pytest.mark.parametrize("tier", ["cold", "warm", "hot"])
 @pytest.mark.parametrize("grouped", [False, True], ids=["count", "by_sub1"])
-def test_stats_week(benchmark: Any, loop: asyncio.AbstractEventLoop, tiers: dict[str, Any], tier: str, grouped: bool) -> None:
+def test_stats_week(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, tiers: dict[str, Any], tier: str, grouped: bool
+) -> None:
     benchmark.group = f"stats-7d-{tier}"
     query = GROUPED if grouped else UNGROUPED
     result = run(benchmark, loop, lambda: tiers[tier].stats(query))
@@ -108,13 +112,19 @@ def test_stats_week(benchmark: Any, loop: asyncio.AbstractEventLoop, tiers: dict
 
 def test_match_cold(benchmark: Any, loop: asyncio.AbstractEventLoop, tiers: dict[str, Any]) -> None:
     benchmark.group = "match-30d-cold"
-    query = MatchQuery("big", "click", "postback", "click_id", END_MS - 30 * DAY_MS, END_MS, 2 * DAY_MS, 100)
+    query = MatchQuery(
+        "big", "click", "postback", "click_id", END_MS - 30 * DAY_MS, END_MS, 2 * DAY_MS, 100
+    )
     result = run(benchmark, loop, lambda: tiers["cold"].match(query))
-    benchmark.extra_info.update({key: result.summary[key] for key in ("triggers", "results", "matched")})
+    benchmark.extra_info.update(
+        {key: result.summary[key] for key in ("triggers", "results", "matched")}
+    )
     assert result.summary["matched"] > 0
 
 
-def test_match_cold_baseline_scan(benchmark: Any, loop: asyncio.AbstractEventLoop, tiers: dict[str, Any]) -> None:
+def test_match_cold_baseline_scan(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, tiers: dict[str, Any]
+) -> None:
     # Baseline for match: the ungrouped count of the same events, with no pairing work.
     benchmark.group = "match-30d-cold"
     query = StatsQuery(EventFilter("big", END_MS - 30 * DAY_MS, END_MS, ("click", "postback")))

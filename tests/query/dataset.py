@@ -13,11 +13,33 @@ import orjson
 BASE_MS = 1_795_132_800_000
 SPAN_MS = 10 * 86_400_000
 
-HOSTILE_KEYS = ("it's", "a.b", "$.x", "%", "'; DROP TABLE events; --", "ключ", "a[0]", "{}", "a\\b", "key_prefix2")
-HOSTILE_VALUES = ("it's", "100%", "'; DROP TABLE events; --", "$.a[0]", "{\"x\": 1}", "naïve ☃", "a\\b", "_")
+HOSTILE_KEYS = (
+    "it's",
+    "a.b",
+    "$.x",
+    "%",
+    "'; DROP TABLE events; --",
+    "ключ",
+    "a[0]",
+    "{}",
+    "a\\b",
+    "key_prefix2",
+)
+HOSTILE_VALUES = (
+    "it's",
+    "100%",
+    "'; DROP TABLE events; --",
+    "$.a[0]",
+    '{"x": 1}',
+    "naïve ☃",
+    "a\\b",
+    "_",
+)
 
 
-def make_event(tenant: str, event_type: str, timestamp: int, params: dict[str, str], rng: random.Random) -> dict[str, Any]:
+def make_event(
+    tenant: str, event_type: str, timestamp: int, params: dict[str, str], rng: random.Random
+) -> dict[str, Any]:
     """Return one event in wire form with a UUIDv7-shaped id that sorts by timestamp."""
     event_id = uuid.UUID(int=(timestamp << 80) | (0x7 << 76) | (rng.getrandbits(62)) | (0b10 << 62))
     return {
@@ -53,22 +75,36 @@ def generate(seed: int = 7, count: int = 3000) -> list[dict[str, Any]]:
             # Postbacks land from the same millisecond up to two days later, a few twice.
             delay = rng.choice((0, 1, 1000, 3_600_000, 2 * 86_400_000, rng.randrange(86_400_000)))
             for _ in range(rng.choice((1, 1, 1, 2))):
-                events.append(make_event(tenant, "postback", timestamp + delay, {"click_id": click_id}, rng))
+                events.append(
+                    make_event(tenant, "postback", timestamp + delay, {"click_id": click_id}, rng)
+                )
                 delay += rng.randrange(60_000)
     # Hostile keys and values, which every tier must treat as plain data.
     for index in range(300):
         key = HOSTILE_KEYS[index % len(HOSTILE_KEYS)]
         value = HOSTILE_VALUES[index % len(HOSTILE_VALUES)]
         timestamp = BASE_MS + rng.randrange(SPAN_MS)
-        events.append(make_event("hostile", "click", timestamp, {key: value, "k": str(index % 3)}, rng))
+        events.append(
+            make_event("hostile", "click", timestamp, {key: value, "k": str(index % 3)}, rng)
+        )
     # Results in another tenant that share an alpha trigger's key value must never match it.
-    for event in [e for e in events if e["params"]["key_prefix"] == "alpha" and e["event_type"] == "click"][:40]:
+    for event in [
+        e for e in events if e["params"]["key_prefix"] == "alpha" and e["event_type"] == "click"
+    ][:40]:
         params = {"click_id": event["params"]["click_id"]}
         events.append(make_event("beta", "postback", event["timestamp"] + 1000, params, rng))
     # Triggers sharing one key value exercise the each-result-once rule.
     for step in range(20):
         params = {"click_id": "shared"}
-        events.append(make_event("alpha", "click" if step % 2 == 0 else "postback", BASE_MS + step * 7_000, params, rng))
+        events.append(
+            make_event(
+                "alpha",
+                "click" if step % 2 == 0 else "postback",
+                BASE_MS + step * 7_000,
+                params,
+                rng,
+            )
+        )
     return events
 
 
@@ -122,19 +158,31 @@ def load_cold(table_uri: str, events: list[dict[str, Any]]) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    columns: dict[str, list[Any]] = {name: [event[name] for event in events] for name in EVENT_FIELDS}
+    columns: dict[str, list[Any]] = {
+        name: [event[name] for event in events] for name in EVENT_FIELDS
+    }
     columns["params"] = [list(event["params"].items()) for event in events]
     columns["key_prefix"] = [event["params"]["key_prefix"] for event in events]
     columns["date"] = [
-        datetime.datetime.fromtimestamp(event["timestamp"] / 1000, datetime.UTC).date().isoformat() for event in events
+        datetime.datetime.fromtimestamp(event["timestamp"] / 1000, datetime.UTC).date().isoformat()
+        for event in events
     ]
     schema = pa.schema(
         [(name, pa.string()) for name in EVENT_FIELDS[:2]]
         + [("timestamp", pa.int64())]
         + [(name, pa.string()) for name in EVENT_FIELDS[3:-1]]
-        + [("params", pa.map_(pa.string(), pa.string())), ("key_prefix", pa.string()), ("date", pa.string())]
+        + [
+            ("params", pa.map_(pa.string(), pa.string())),
+            ("key_prefix", pa.string()),
+            ("date", pa.string()),
+        ]
     )
-    write_deltalake(table_uri, pa.table(columns, schema=schema), partition_by=["key_prefix", "date"], mode="append")
+    write_deltalake(
+        table_uri,
+        pa.table(columns, schema=schema),
+        partition_by=["key_prefix", "date"],
+        mode="append",
+    )
 
 
 EVENT_FIELDS = (
@@ -158,7 +206,9 @@ async def feed_warm(warm_dir: Any, events: list[dict[str, Any]], batch_size: int
     from tracker.consumers.runtime import Batch
     from tracker.consumers.warm_aggregator import WarmAggregator, WarmAggregatorSettings
 
-    settings = WarmAggregatorSettings(Path(warm_dir), retention_days=30, dedup_hours=24 * 30, compact_every_batches=3)
+    settings = WarmAggregatorSettings(
+        Path(warm_dir), retention_days=30, dedup_hours=24 * 30, compact_every_batches=3
+    )
     aggregator = WarmAggregator(settings)
     await aggregator.open()
     try:

@@ -1,4 +1,4 @@
-"""Plain-Python answers to the query model, written from docs/analytics.md, to check every tier against."""
+"""Plain-Python results of the query model, written from docs/analytics.md, to check every tier against."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections import Counter
 from typing import Any
 
 
-def select(events: list[dict[str, Any]], tenant: str, start_ms: int, end_ms: int, event_types=(), params=()) -> list[dict[str, Any]]:
+def select(
+    events: list[dict[str, Any]], tenant: str, start_ms: int, end_ms: int, event_types=(), params=()
+) -> list[dict[str, Any]]:
     return [
         event
         for event in events
@@ -29,7 +31,9 @@ def group_value(event: dict[str, Any], key: str, tz: str) -> str | None:
     return local.strftime("%Y-%m-%dT%H:00" if key == "hour" else "%Y-%m-%d")
 
 
-def stats_rows(events: list[dict[str, Any]], group_by: tuple[str, ...], tz: str) -> list[dict[str, Any]]:
+def stats_rows(
+    events: list[dict[str, Any]], group_by: tuple[str, ...], tz: str
+) -> list[dict[str, Any]]:
     """Rows sorted by count descending, then group values ascending by UTF-8 bytes, nulls last."""
     if not group_by:
         return []
@@ -39,13 +43,30 @@ def stats_rows(events: list[dict[str, Any]], group_by: tuple[str, ...], tz: str)
         values, count = item
         return (-count, *[(value is None, (value or "").encode()) for value in values])
 
-    return [dict(zip(group_by, values, strict=True), count=count) for values, count in sorted(counter.items(), key=order)]
+    return [
+        dict(zip(group_by, values, strict=True), count=count)
+        for values, count in sorted(counter.items(), key=order)
+    ]
 
 
-def match(events: list[dict[str, Any]], tenant: str, trigger: str, result: str, on: str, start_ms: int, end_ms: int, window_ms: int):
+def match(
+    events: list[dict[str, Any]],
+    tenant: str,
+    trigger: str,
+    result: str,
+    on: str,
+    start_ms: int,
+    end_ms: int,
+    window_ms: int,
+):
     """Return (triggers, results, pairs as (trigger id, result id, delta)) by the documented rule, quadratically."""
-    chosen = [e for e in select(events, tenant, start_ms, end_ms, (trigger, result)) if on in e["params"]]
-    triggers = sorted((e for e in chosen if e["event_type"] == trigger), key=lambda e: (e["timestamp"], e["event_id"]))
+    chosen = [
+        e for e in select(events, tenant, start_ms, end_ms, (trigger, result)) if on in e["params"]
+    ]
+    triggers = sorted(
+        (e for e in chosen if e["event_type"] == trigger),
+        key=lambda e: (e["timestamp"], e["event_id"]),
+    )
     results = [e for e in chosen if e["event_type"] == result]
     used: set[str] = set()
     pairs = []
@@ -60,7 +81,9 @@ def match(events: list[dict[str, Any]], tenant: str, trigger: str, result: str, 
         if candidates:
             first = min(candidates, key=lambda r: (r["timestamp"], r["event_id"]))
             used.add(first["event_id"])
-            pairs.append((event["event_id"], first["event_id"], first["timestamp"] - event["timestamp"]))
+            pairs.append(
+                (event["event_id"], first["event_id"], first["timestamp"] - event["timestamp"])
+            )
     return len(triggers), len(results), pairs
 
 

@@ -15,7 +15,10 @@ CODEC = CursorCodec(b"c" * 32)
 
 def test_cursor_round_trip() -> None:
     cursor = CODEC.encode("alpha", 1_795_132_800_000, "019c4633-5078-7411-8858-4aeafb6298bb")
-    assert CODEC.decode("alpha", cursor) == (1_795_132_800_000, "019c4633-5078-7411-8858-4aeafb6298bb")
+    assert CODEC.decode("alpha", cursor) == (
+        1_795_132_800_000,
+        "019c4633-5078-7411-8858-4aeafb6298bb",
+    )
 
 
 def test_cursor_other_tenant_rejected() -> None:
@@ -34,13 +37,19 @@ def test_cursor_other_key_rejected() -> None:
 
 
 def test_cursor_edited_payload_rejected() -> None:
-    body, tag = CODEC.encode("alpha", 5, "x").split(".")
-    forged = base64.urlsafe_b64encode(orjson.dumps({"v": 1, "t": "beta", "ts": 5, "id": "x"})).rstrip(b"=").decode()
+    _, tag = CODEC.encode("alpha", 5, "x").split(".")
+    forged = (
+        base64.urlsafe_b64encode(orjson.dumps({"v": 1, "t": "beta", "ts": 5, "id": "x"}))
+        .rstrip(b"=")
+        .decode()
+    )
     with pytest.raises(QueryError):
         CODEC.decode("beta", f"{forged}.{tag}")
 
 
-@pytest.mark.parametrize("cursor", ["", ".", "abc", "abc.", ".abc", "!!!.???", "a.b.c", "é.é", "A" * 1000 + ".x"])
+@pytest.mark.parametrize(
+    "cursor", ["", ".", "abc", "abc.", ".abc", "!!!.???", "a.b.c", "é.é", "A" * 1000 + ".x"]
+)
 def test_cursor_malformed_rejected(cursor: str) -> None:
     with pytest.raises(QueryError) as error:
         CODEC.decode("alpha", cursor)

@@ -36,7 +36,17 @@ def _row(event: dict[str, Any]) -> tuple[Any, ...]:
         event["event_id"],
         event["event_type"],
         event["timestamp"],
-        *(event[name] for name in ("ip", "user_agent", "referer", "accept_language", "request_path", "request_host")),
+        *(
+            event[name]
+            for name in (
+                "ip",
+                "user_agent",
+                "referer",
+                "accept_language",
+                "request_path",
+                "request_host",
+            )
+        ),
         orjson.dumps(event["params"]).decode(),
     )
 
@@ -54,7 +64,7 @@ async def test_hot_timeout_is_query_error(pg_dsn: str, loaded_schema: str) -> No
     tier = HotTier(pg_dsn, loaded_schema, CODEC, timeout_seconds=0.2)
     try:
         with pytest.raises(QueryError) as error:
-            # pg_sleep stands in for a slow scan; no user input can reach this SQL.
+            # pg_sleep simulates a slow scan; no user input can reach this SQL.
             await tier._fetch("SELECT pg_sleep(2)", [])
         assert error.value.code == "query_timeout"
     finally:
@@ -73,7 +83,12 @@ async def test_hot_missing_table_is_query_error(pg_dsn: str, pg_schema: str) -> 
 
 async def test_hot_pages_stable_under_inserts(pg_dsn: str, pg_schema: str) -> None:
     events = [e for e in generate(seed=11, count=600) if e["params"]["key_prefix"] == "alpha"]
-    await _load(pg_dsn, pg_schema, events, TYPED_TABLE.replace("uuid", "text").replace("timestamptz", "bigint"))
+    await _load(
+        pg_dsn,
+        pg_schema,
+        events,
+        TYPED_TABLE.replace("uuid", "text").replace("timestamptz", "bigint"),
+    )
     tier = HotTier(pg_dsn, pg_schema, CODEC)
     rng = random.Random(2)
     event_filter = EventFilter("alpha", BASE_MS, BASE_MS + 2 * SPAN_MS)
@@ -87,7 +102,8 @@ async def test_hot_pages_stable_under_inserts(pg_dsn: str, pg_schema: str) -> No
             # Newer events arrive between pages; they sort before the cursor and never shift it.
             newer = make_event("alpha", "click", BASE_MS + SPAN_MS + rng.randrange(1000), {}, rng)
             await connection.execute(
-                f'INSERT INTO "{pg_schema}".events VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)', *_row(newer)
+                f'INSERT INTO "{pg_schema}".events VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)',
+                *_row(newer),
             )
             cursor = page.next_cursor
             if cursor is None:
@@ -117,22 +133,33 @@ async def test_hot_typed_columns_match_reference(pg_dsn: str, pg_schema: str) ->
     try:
         start, end = BASE_MS, BASE_MS + SPAN_MS
         chosen = reference.select(events, "beta", start, end)
-        result = await tier.stats(StatsQuery(EventFilter("beta", start, end), ("day", "param:sub1"), "Europe/Paris"))
+        result = await tier.stats(
+            StatsQuery(EventFilter("beta", start, end), ("day", "param:sub1"), "Europe/Paris")
+        )
         assert result.total == len(chosen)
         assert result.rows == reference.stats_rows(chosen, ("day", "param:sub1"), "Europe/Paris")
 
         pages: list[str] = []
         cursor = None
         while True:
-            page = await tier.events(EventsQuery(EventFilter("beta", start, end), limit=40, cursor=cursor))
+            page = await tier.events(
+                EventsQuery(EventFilter("beta", start, end), limit=40, cursor=cursor)
+            )
             pages.extend(event["event_id"] for event in page.events)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        assert pages == [e["event_id"] for e in sorted(chosen, key=lambda e: (e["timestamp"], e["event_id"]), reverse=True)]
+        assert pages == [
+            e["event_id"]
+            for e in sorted(chosen, key=lambda e: (e["timestamp"], e["event_id"]), reverse=True)
+        ]
 
-        _, _, pairs = reference.match(events, "beta", "click", "postback", "click_id", start, end, 86_400_000)
-        match = await tier.match(MatchQuery("beta", "click", "postback", "click_id", start, end, 86_400_000, 1000))
+        _, _, pairs = reference.match(
+            events, "beta", "click", "postback", "click_id", start, end, 86_400_000
+        )
+        match = await tier.match(
+            MatchQuery("beta", "click", "postback", "click_id", start, end, 86_400_000, 1000)
+        )
         assert match.summary["matched"] == len(pairs)
     finally:
         await tier.close()

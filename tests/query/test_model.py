@@ -98,13 +98,22 @@ def test_match_rejects_same_trigger_result() -> None:
     ],
 )
 def test_match_rejects_bad_input(changes: dict[str, Any], field: str) -> None:
-    arguments = dict(tenant="alpha", trigger="click", result="postback", on="click_id", start_ms=START, end_ms=END)
+    arguments = dict(
+        tenant="alpha",
+        trigger="click",
+        result="postback",
+        on="click_id",
+        start_ms=START,
+        end_ms=END,
+    )
     with pytest.raises(QueryError) as error:
         MatchQuery(**(arguments | changes))
     assert error.value.field == field
 
 
-@pytest.mark.parametrize(("hours", "code"), [(0, "invalid_hours"), (-3, "invalid_hours"), (10**9, "window_too_long")])
+@pytest.mark.parametrize(
+    ("hours", "code"), [(0, "invalid_hours"), (-3, "invalid_hours"), (10**9, "window_too_long")]
+)
 def test_hour_window_rejects_bad_hours(hours: int, code: str) -> None:
     with pytest.raises(QueryError) as error:
         hour_window(hours, START + 123)

@@ -35,7 +35,7 @@ FILTERS = [
 
 
 def _compatible(group_by: tuple[str, ...], filters: dict[str, Any]) -> bool:
-    """Return whether warm can answer: at most one param key across filters and group keys."""
+    """Return whether warm supports the query: at most one param key across filters and group keys."""
     keys = {key for key, _ in filters.get("params", ())}
     keys |= {key[len("param:") :] for key in group_by if key.startswith("param:")}
     return len(keys) <= 1
@@ -44,7 +44,12 @@ def _compatible(group_by: tuple[str, ...], filters: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("tz", ZONES)
 @pytest.mark.parametrize("group_by", GROUPINGS, ids=lambda g: ",".join(g) or "none")
 async def test_stats_equal_across_tiers(
-    hot: HotTier, warm: WarmTier, cold: ColdTier, dataset: list[dict[str, Any]], group_by: tuple[str, ...], tz: str
+    hot: HotTier,
+    warm: WarmTier,
+    cold: ColdTier,
+    dataset: list[dict[str, Any]],
+    group_by: tuple[str, ...],
+    tz: str,
 ) -> None:
     # Starts 26 hours in so that the window is hour-aligned but not day-aligned.
     start, end = BASE_MS + 26 * HOUR_MS, BASE_MS + SPAN_MS
@@ -65,7 +70,9 @@ async def test_stats_equal_across_tiers(
             assert result.rows == expected_rows, (tier.name, filters)
 
 
-async def test_stats_data_through_reported(hot: HotTier, warm: WarmTier, cold: ColdTier, dataset: list[dict[str, Any]]) -> None:
+async def test_stats_data_through_reported(
+    hot: HotTier, warm: WarmTier, cold: ColdTier, dataset: list[dict[str, Any]]
+) -> None:
     newest = max(event["timestamp"] for event in dataset)
     query = StatsQuery(EventFilter("beta", BASE_MS, BASE_MS + SPAN_MS))
     for tier in (hot, warm, cold):
@@ -79,7 +86,9 @@ async def test_match_equal_across_tiers(
 ) -> None:
     start, end = BASE_MS, BASE_MS + SPAN_MS
     query = MatchQuery("alpha", "click", "postback", "click_id", start, end, window_ms, limit=50)
-    triggers, results, pairs = reference.match(dataset, "alpha", "click", "postback", "click_id", start, end, window_ms)
+    triggers, results, pairs = reference.match(
+        dataset, "alpha", "click", "postback", "click_id", start, end, window_ms
+    )
     assert pairs, "the dataset must produce matches for this test to mean anything"
 
     for tier in (hot, cold):
@@ -94,7 +103,10 @@ async def test_match_equal_across_tiers(
         assert result.summary["time_delta_ms"]["p99"] == reference.nearest_rank(deltas, 99)
         assert result.summary["time_delta_ms"]["min"] == min(deltas)
         assert result.summary["time_delta_ms"]["max"] == max(deltas)
-        listed = [(p["trigger_event"]["event_id"], p["result_event"]["event_id"], p["time_delta_ms"]) for p in result.pairs]
+        listed = [
+            (p["trigger_event"]["event_id"], p["result_event"]["event_id"], p["time_delta_ms"])
+            for p in result.pairs
+        ]
         assert listed == pairs[:50]
 
     with pytest.raises(QueryError) as refused:
@@ -104,7 +116,9 @@ async def test_match_equal_across_tiers(
 
 async def test_match_uses_each_result_once(hot: HotTier, cold: ColdTier) -> None:
     # The dataset has ten triggers and ten results alternating 7 s apart on click_id "shared".
-    query = MatchQuery("alpha", "click", "postback", "click_id", BASE_MS, BASE_MS + 200_000, 60_000, limit=100)
+    query = MatchQuery(
+        "alpha", "click", "postback", "click_id", BASE_MS, BASE_MS + 200_000, 60_000, limit=100
+    )
     for tier in (hot, cold):
         result = await tier.match(query)
         shared = [p for p in result.pairs if p["trigger_event"]["params"]["click_id"] == "shared"]
@@ -113,8 +127,12 @@ async def test_match_uses_each_result_once(hot: HotTier, cold: ColdTier) -> None
         assert len({p["result_event"]["event_id"] for p in shared}) == 10
 
 
-async def test_events_pages_equal_hot_cold(hot: HotTier, cold: ColdTier, dataset: list[dict[str, Any]]) -> None:
-    event_filter = EventFilter("gamma", BASE_MS, BASE_MS + SPAN_MS, event_types=("click", "pageview"))
+async def test_events_pages_equal_hot_cold(
+    hot: HotTier, cold: ColdTier, dataset: list[dict[str, Any]]
+) -> None:
+    event_filter = EventFilter(
+        "gamma", BASE_MS, BASE_MS + SPAN_MS, event_types=("click", "pageview")
+    )
     expected = sorted(
         reference.select(dataset, "gamma", BASE_MS, BASE_MS + SPAN_MS, ("click", "pageview")),
         key=lambda e: (e["timestamp"], e["event_id"]),

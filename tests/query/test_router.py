@@ -33,7 +33,9 @@ def old_stats(tenant: str, group_by: tuple[str, ...] = ("event_type",)) -> Stats
 
 
 @pytest.mark.parametrize("lookup", [plan_of, plan_of_async])
-async def test_router_picks_tier_by_plan(hot: HotTier, warm: WarmTier, cold: ColdTier, lookup: Any) -> None:
+async def test_router_picks_tier_by_plan(
+    hot: HotTier, warm: WarmTier, cold: ColdTier, lookup: Any
+) -> None:
     router = Router(hot, warm, cold, lookup, clock=fixed_clock)
     assert (await router.stats(old_stats("alpha"))).tier == "warm"
     assert (await router.stats(old_stats("beta"))).tier == "cold"
@@ -59,16 +61,22 @@ async def test_router_honours_explicit_tier(hot: HotTier, warm: WarmTier, cold: 
 
 async def test_router_falls_back_warm_to_cold(hot: HotTier, warm: WarmTier, cold: ColdTier) -> None:
     router = Router(hot, warm, cold, plan_of, clock=fixed_clock)
-    # Two param keys: warm cannot answer, so a free tenant gets cold's answer.
+    # Two param keys: warm rejects the query, so a free tenant gets the result from cold.
     result = await router.stats(old_stats("alpha", ("param:sub1", "param:campaign")))
     assert result.tier == "cold"
-    page = await router.events(EventsQuery(EventFilter("alpha", NOW_MS - 10 * DAY_MS, NOW_MS), limit=3))
+    page = await router.events(
+        EventsQuery(EventFilter("alpha", NOW_MS - 10 * DAY_MS, NOW_MS), limit=3)
+    )
     assert page.tier == "cold"
-    match = await router.match(MatchQuery("alpha", "click", "postback", "click_id", NOW_MS - 10 * DAY_MS, NOW_MS))
+    match = await router.match(
+        MatchQuery("alpha", "click", "postback", "click_id", NOW_MS - 10 * DAY_MS, NOW_MS)
+    )
     assert match.tier == "cold"
 
 
-async def test_router_explicit_warm_keeps_refusal(hot: HotTier, warm: WarmTier, cold: ColdTier) -> None:
+async def test_router_explicit_warm_keeps_refusal(
+    hot: HotTier, warm: WarmTier, cold: ColdTier
+) -> None:
     router = Router(hot, warm, cold, plan_of, clock=fixed_clock)
     with pytest.raises(QueryError) as error:
         await router.stats(old_stats("alpha", ("param:sub1", "param:campaign")), tier="warm")
@@ -109,7 +117,9 @@ async def test_warm_rejects_beyond_retention(warm: WarmTier) -> None:
         (BASE_MS, BASE_MS + SPAN_MS, "Asia/Kolkata", "tz"),
     ],
 )
-async def test_warm_rejects_inexact_shapes(warm: WarmTier, start: int, end: int, tz: str, field: str) -> None:
+async def test_warm_rejects_inexact_shapes(
+    warm: WarmTier, start: int, end: int, tz: str, field: str
+) -> None:
     with pytest.raises(QueryError) as error:
         await warm.stats(StatsQuery(EventFilter("alpha", start, end), ("hour",), tz))
     assert error.value.code == "unsupported_query"
@@ -117,7 +127,9 @@ async def test_warm_rejects_inexact_shapes(warm: WarmTier, start: int, end: int,
 
 
 async def test_non_hour_zone_equal_hot_cold(hot: HotTier, cold: ColdTier) -> None:
-    query = StatsQuery(EventFilter("alpha", BASE_MS, BASE_MS + SPAN_MS), ("hour", "day"), "Asia/Kolkata")
+    query = StatsQuery(
+        EventFilter("alpha", BASE_MS, BASE_MS + SPAN_MS), ("hour", "day"), "Asia/Kolkata"
+    )
     hot_result, cold_result = await hot.stats(query), await cold.stats(query)
     assert hot_result.rows == cold_result.rows
     assert hot_result.rows[0]["hour"].endswith(":00")
@@ -126,18 +138,27 @@ async def test_non_hour_zone_equal_hot_cold(hot: HotTier, cold: ColdTier) -> Non
 async def test_cold_timeout_is_query_error(cold_uri: str, codec: Any) -> None:
     tier = ColdTier(cold_uri, codec, timeout_seconds=0.001)
     with pytest.raises(QueryError) as error:
-        await tier.stats(StatsQuery(EventFilter("alpha", BASE_MS, BASE_MS + SPAN_MS), ("param:sub1", "hour")))
+        await tier.stats(
+            StatsQuery(EventFilter("alpha", BASE_MS, BASE_MS + SPAN_MS), ("param:sub1", "hour"))
+        )
     assert error.value.code == "query_timeout"
 
 
-async def test_router_falls_back_from_hot(pg_dsn: str, pg_schema: str, warm: WarmTier, cold: ColdTier, codec: Any) -> None:
+async def test_router_falls_back_from_hot(
+    pg_dsn: str, pg_schema: str, warm: WarmTier, cold: ColdTier, codec: Any
+) -> None:
     from tests.conftest import free_port
 
     recent = StatsQuery(EventFilter("beta", NOW_MS - 2 * DAY_MS, NOW_MS), ("event_type",))
     # A schema without the events table, then a port where nothing listens: both fall back.
     for hot in (
         HotTier(pg_dsn, pg_schema, codec),
-        HotTier(f"postgresql://postgres@127.0.0.1:{free_port()}/test", "public", codec, timeout_seconds=2),
+        HotTier(
+            f"postgresql://postgres@127.0.0.1:{free_port()}/test",
+            "public",
+            codec,
+            timeout_seconds=2,
+        ),
     ):
         router = Router(hot, warm, cold, plan_of, clock=fixed_clock)
         try:

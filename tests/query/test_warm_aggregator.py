@@ -24,7 +24,9 @@ END_MS = BASE_MS + 12 * 86_400_000
 
 
 def settings_for(warm_dir: Path, compact_every: int = 1000) -> WarmAggregatorSettings:
-    return WarmAggregatorSettings(warm_dir, retention_days=30, dedup_hours=24 * 30, compact_every_batches=compact_every)
+    return WarmAggregatorSettings(
+        warm_dir, retention_days=30, dedup_hours=24 * 30, compact_every_batches=compact_every
+    )
 
 
 async def counts_by_type(warm_dir: Path, tenant: str) -> dict[str, int]:
@@ -64,19 +66,25 @@ async def test_aggregator_counts_once_through_runtime(data_dir: Path) -> None:
         await run_until_stored(sink, broker, data_dir)
 
         for tenant in ("alpha", "beta", "gamma"):
-            assert await counts_by_type(data_dir / "warm", tenant) == expected_by_type(events, tenant)
+            assert await counts_by_type(data_dir / "warm", tenant) == expected_by_type(
+                events, tenant
+            )
 
         # A restart resumes after the stored offsets and counts nothing twice.
         await publish(broker, TOPIC_EVENTS_CLEAN, events[:100], per_message=50)
         again = WarmAggregator(settings_for(data_dir / "warm"))
         await run_until_stored(again, broker, data_dir)
         for tenant in ("alpha", "beta", "gamma"):
-            assert await counts_by_type(data_dir / "warm", tenant) == expected_by_type(events, tenant)
+            assert await counts_by_type(data_dir / "warm", tenant) == expected_by_type(
+                events, tenant
+            )
     finally:
         await broker.close()
 
 
-async def test_aggregator_crash_before_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_aggregator_crash_before_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     events = generate(seed=5, count=400)
     sink = WarmAggregator(settings_for(tmp_path))
     await sink.open()
@@ -111,16 +119,22 @@ async def test_aggregator_compaction_keeps_counts(tmp_path: Path) -> None:
     await sink.open()
     for offset, start in enumerate(range(0, len(events), 100)):
         await sink.process(Batch(0, offset, offset, events[start : start + 100], []))
-    before = {tenant: await counts_by_type(tmp_path, tenant) for tenant in ("alpha", "beta", "gamma")}
+    before = {
+        tenant: await counts_by_type(tmp_path, tenant) for tenant in ("alpha", "beta", "gamma")
+    }
     sink.compact()
 
     manifest = WarmStore(tmp_path).read_manifest()
     assert [len(manifest.files[kind]) for kind in ("counts", "params", "ids")] == [1, 1, 1]
-    after = {tenant: await counts_by_type(tmp_path, tenant) for tenant in ("alpha", "beta", "gamma")}
+    after = {
+        tenant: await counts_by_type(tmp_path, tenant) for tenant in ("alpha", "beta", "gamma")
+    }
     assert after == before
     # The ledger survives compaction: replaying a batch adds nothing.
     await sink.process(Batch(0, 50, 50, events[:300], []))
-    assert {tenant: await counts_by_type(tmp_path, tenant) for tenant in ("alpha", "beta", "gamma")} == before
+    assert {
+        tenant: await counts_by_type(tmp_path, tenant) for tenant in ("alpha", "beta", "gamma")
+    } == before
     await sink.close()
 
 
@@ -138,7 +152,9 @@ async def test_aggregator_dead_letters_invalid_events(tmp_path: Path) -> None:
     await sink.open()
     await sink.process(batch)
     await sink.close()
-    assert sorted(index for index, _ in batch.dead_letters) == list(range(len(good), len(good) + len(bad)))
+    assert sorted(index for index, _ in batch.dead_letters) == list(
+        range(len(good), len(good) + len(bad))
+    )
     assert all("key_prefix" in reason for _, reason in batch.dead_letters)
 
 

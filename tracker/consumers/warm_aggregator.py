@@ -31,7 +31,14 @@ import polars as pl
 from tracker.broker.base import TOPIC_EVENTS_CLEAN
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import ConfigError
-from tracker.query.warm_store import COUNTS_SCHEMA, HOUR_MS, IDS_SCHEMA, PARAMS_SCHEMA, Manifest, WarmStore
+from tracker.query.warm_store import (
+    COUNTS_SCHEMA,
+    HOUR_MS,
+    IDS_SCHEMA,
+    PARAMS_SCHEMA,
+    Manifest,
+    WarmStore,
+)
 from tracker.settings import Env, load_env
 
 __all__ = ["WarmAggregator", "WarmAggregatorSettings", "create_sink"]
@@ -102,7 +109,9 @@ class WarmAggregator(Sink):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(handle)
-            raise ConfigError("WARM_DIR", "another warm aggregator already writes this directory") from None
+            raise ConfigError(
+                "WARM_DIR", "another warm aggregator already writes this directory"
+            ) from None
         self._lock_handle = handle
 
         self._manifest = self.store.read_manifest()
@@ -133,7 +142,9 @@ class WarmAggregator(Sink):
             if index in dead:
                 continue
             if not _valid(event):
-                batch.dead_letter(index, "event lacks event_id, event_type, timestamp or params.key_prefix")
+                batch.dead_letter(
+                    index, "event lacks event_id, event_type, timestamp or params.key_prefix"
+                )
                 continue
             event_id = event["event_id"]
             if event_id in self._seen or event_id in batch_ids:
@@ -163,7 +174,11 @@ class WarmAggregator(Sink):
         self._seen |= batch_ids
         logger.info(
             "Warm batch stored.",
-            extra={"partition": batch.partition, "last_offset": batch.last_offset, "events": len(rows)},
+            extra={
+                "partition": batch.partition,
+                "last_offset": batch.last_offset,
+                "events": len(rows),
+            },
         )
 
         if updated.batches_since_compaction >= self.settings.compact_every_batches:
@@ -194,7 +209,9 @@ class WarmAggregator(Sink):
             {"tenant": tenants, "hour": hours, "event_type": event_types},
             schema={"tenant": pl.String, "hour": pl.Int64, "event_type": pl.String},
         )
-        counts = events.group_by("tenant", "hour", "event_type").agg(pl.len().cast(pl.Int64).alias("count"))
+        counts = events.group_by("tenant", "hour", "event_type").agg(
+            pl.len().cast(pl.Int64).alias("count")
+        )
         pairs = pl.DataFrame(
             {
                 "tenant": pair_tenants,
@@ -222,12 +239,31 @@ class WarmAggregator(Sink):
 
         files: dict[str, list[str]] = {}
         counts = self.store.scan(manifest, "counts").filter(pl.col("hour") >= keep_from)
-        counts = counts.group_by("tenant", "hour", "event_type").agg(pl.col("count").sum()).collect()
-        files["counts"] = [self.store.write_frame("counts", counts.sort("tenant", "hour"))] if counts.height else []
+        counts = (
+            counts.group_by("tenant", "hour", "event_type").agg(pl.col("count").sum()).collect()
+        )
+        files["counts"] = (
+            [self.store.write_frame("counts", counts.sort("tenant", "hour"))]
+            if counts.height
+            else []
+        )
         params = self.store.scan(manifest, "params").filter(pl.col("hour") >= keep_from)
-        params = params.group_by("tenant", "hour", "event_type", "key", "value").agg(pl.col("count").sum()).collect()
-        files["params"] = [self.store.write_frame("params", params.sort("tenant", "key", "hour"))] if params.height else []
-        ids = self.store.scan(manifest, "ids").filter(pl.col("hour") >= ledger_from).unique("event_id").collect()
+        params = (
+            params.group_by("tenant", "hour", "event_type", "key", "value")
+            .agg(pl.col("count").sum())
+            .collect()
+        )
+        files["params"] = (
+            [self.store.write_frame("params", params.sort("tenant", "key", "hour"))]
+            if params.height
+            else []
+        )
+        ids = (
+            self.store.scan(manifest, "ids")
+            .filter(pl.col("hour") >= ledger_from)
+            .unique("event_id")
+            .collect()
+        )
         files["ids"] = [self.store.write_frame("ids", ids)] if ids.height else []
 
         updated = Manifest(
@@ -242,4 +278,7 @@ class WarmAggregator(Sink):
         self._seen = set(ids["event_id"].to_list())
         # Readers that loaded the old manifest retry once they find a file gone.
         self.store.remove([name for names in manifest.files.values() for name in names])
-        logger.info("Warm store compacted.", extra={"version": updated.version, "ledger_ids": len(self._seen)})
+        logger.info(
+            "Warm store compacted.",
+            extra={"version": updated.version, "ledger_ids": len(self._seen)},
+        )

@@ -21,8 +21,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Expr, SessionContext, col, lit
-from datafusion.expr import Window
 from datafusion import functions as F
+from datafusion.expr import Window
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -67,9 +67,16 @@ def _days(start_ms: int, end_ms: int) -> list[str]:
     The margin keeps an event whose partition date was computed with a
     different rounding of the same instant, and costs at most two extra days.
     """
-    first = datetime.datetime.fromtimestamp(start_ms // 1000, datetime.UTC).date() - datetime.timedelta(days=1)
-    last = datetime.datetime.fromtimestamp((end_ms - 1) // 1000, datetime.UTC).date() + datetime.timedelta(days=1)
-    return [(first + datetime.timedelta(days=offset)).isoformat() for offset in range((last - first).days + 1)]
+    first = datetime.datetime.fromtimestamp(
+        start_ms // 1000, datetime.UTC
+    ).date() - datetime.timedelta(days=1)
+    last = datetime.datetime.fromtimestamp(
+        (end_ms - 1) // 1000, datetime.UTC
+    ).date() + datetime.timedelta(days=1)
+    return [
+        (first + datetime.timedelta(days=offset)).isoformat()
+        for offset in range((last - first).days + 1)
+    ]
 
 
 def _event_dict(row: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +118,9 @@ class ColdTier:
         except TimeoutError:
             # NOTE: the worker thread cannot be cancelled and finishes its scan in the background.
             raise QueryError(
-                "query_timeout", "", f"the query ran longer than {self._timeout:g} s: narrow the time range"
+                "query_timeout",
+                "",
+                f"the query ran longer than {self._timeout:g} s: narrow the time range",
             ) from None
 
     def _table(self) -> DeltaTable | None:
@@ -123,7 +132,10 @@ class ColdTier:
 
     def _frame(self, table: DeltaTable, event_filter: EventFilter) -> datafusion.DataFrame | None:
         """Return the filtered events as a lazy DataFrame over the pruned partitions only."""
-        partitions = [("key_prefix", "=", event_filter.tenant), ("date", "in", _days(event_filter.start_ms, event_filter.end_ms))]
+        partitions = [
+            ("key_prefix", "=", event_filter.tenant),
+            ("date", "in", _days(event_filter.start_ms, event_filter.end_ms)),
+        ]
         dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
         if not dataset.files:
             # DataFusion rejects a plan over a dataset without fragments, and there is nothing to read.
@@ -137,7 +149,9 @@ class ColdTier:
             & (col("timestamp") < lit(event_filter.end_ms))
         )
         if event_filter.event_types:
-            predicate = predicate & F.in_list(col("event_type"), [lit(t) for t in event_filter.event_types])
+            predicate = predicate & F.in_list(
+                col("event_type"), [lit(t) for t in event_filter.event_types]
+            )
         for key, value in event_filter.params:
             predicate = predicate & (col("params")[key] == lit(value))
         return context.table("events").filter(predicate)
@@ -176,11 +190,16 @@ class ColdTier:
         frame = self._frame(table, query.filter) if table is not None else None
         if frame is not None:
             names = [f"g{position}" for position in range(len(query.group_by))]
-            groups = [self._group_expression(key, query.tz).alias(name) for key, name in zip(query.group_by, names, strict=True)]
+            groups = [
+                self._group_expression(key, query.tz).alias(name)
+                for key, name in zip(query.group_by, names, strict=True)
+            ]
             aggregated = frame.aggregate(groups, [F.count(lit(1)).alias("count")])
             if groups:
                 aggregated = aggregated.with_column("total", F.sum(col("count")).over(Window()))
-                order = [col("count").sort(ascending=False)] + [col(name).sort(ascending=True, nulls_first=False) for name in names]
+                order = [col("count").sort(ascending=False)] + [
+                    col(name).sort(ascending=True, nulls_first=False) for name in names
+                ]
                 aggregated = aggregated.sort(*order).limit(self._max_groups + 1)
             else:
                 aggregated = aggregated.with_column("total", col("count"))
@@ -192,7 +211,9 @@ class ColdTier:
             for record in result.head(self._max_groups).iter_rows(named=True):
                 total = int(record["total"])
                 if query.group_by:
-                    row = {key: record[name] for key, name in zip(query.group_by, names, strict=True)}
+                    row = {
+                        key: record[name] for key, name in zip(query.group_by, names, strict=True)
+                    }
                     row["count"] = int(record["count"])
                     rows.append(row)
         return StatsResult(
@@ -209,7 +230,11 @@ class ColdTier:
         """Map a DataFusion failure caused by user input to QueryError; keep others as they are."""
         message = str(error)
         if "timezone" in message.lower() or "time zone" in message.lower():
-            return QueryError("invalid_timezone", "tz", "the cold tier does not know this time zone")
+            return QueryError(
+                "invalid_timezone",
+                "tz",
+                "time zone is not supported by the cold tier: use another IANA name or tier=hot",
+            )
         logger.error("Cold query failed.", extra={"error": message[:200]})
         return error
 
@@ -229,13 +254,17 @@ class ColdTier:
                     (col("timestamp") < lit(after_ts))
                     | ((col("timestamp") == lit(after_ts)) & (col("event_id") < lit(after_id)))
                 )
-            frame = frame.sort(col("timestamp").sort(ascending=False), col("event_id").sort(ascending=False))
+            frame = frame.sort(
+                col("timestamp").sort(ascending=False), col("event_id").sort(ascending=False)
+            )
             records = frame.select(*[col(name) for name in EVENT_FIELDS]).limit(query.limit + 1)
             rows = records.to_arrow_table().to_pylist()
             events = [_event_dict(row) for row in rows[: query.limit]]
             if len(rows) > query.limit:
                 last = events[-1]
-                next_cursor = self._codec.encode(query.filter.tenant, last["timestamp"], last["event_id"])
+                next_cursor = self._codec.encode(
+                    query.filter.tenant, last["timestamp"], last["event_id"]
+                )
         return EventsPage(events, next_cursor, self.name, self._freshness_sync())
 
     async def match(self, query: MatchQuery) -> MatchResult:
@@ -255,7 +284,9 @@ class ColdTier:
                 col("event_id"),
                 (col("event_type") == lit(query.trigger)).alias("is_trigger"),
             )
-            triggers, results, pairs = match_events(pl.from_arrow(candidates.to_arrow_table()), query.window_ms)
+            triggers, results, pairs = match_events(
+                pl.from_arrow(candidates.to_arrow_table()), query.window_ms
+            )
 
             ids = listed_ids(pairs, query.limit)
             if ids:
@@ -264,11 +295,19 @@ class ColdTier:
                 listed = pairs.head(query.limit)
                 first_ms = int(listed["trigger_ts"].min())
                 last_ms = int(listed["result_ts"].max())
-                around = EventFilter(query.tenant, first_ms, last_ms + 1, (query.trigger, query.result))
+                around = EventFilter(
+                    query.tenant, first_ms, last_ms + 1, (query.trigger, query.result)
+                )
                 lookup = self._frame(table, around)
                 assert lookup is not None
-                chosen = lookup.filter(F.in_list(col("event_id"), [lit(event_id) for event_id in ids]))
-                rows = chosen.select(*[col(name) for name in EVENT_FIELDS]).to_arrow_table().to_pylist()
+                chosen = lookup.filter(
+                    F.in_list(col("event_id"), [lit(event_id) for event_id in ids])
+                )
+                rows = (
+                    chosen.select(*[col(name) for name in EVENT_FIELDS])
+                    .to_arrow_table()
+                    .to_pylist()
+                )
                 by_id = {row["event_id"]: _event_dict(row) for row in rows}
         return MatchResult(
             pairs=pair_rows(pairs, query.limit, by_id),

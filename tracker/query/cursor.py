@@ -33,7 +33,9 @@ def _b64decode(text: str) -> bytes:
 
 
 def _invalid(reason: str) -> QueryError:
-    return QueryError("invalid_cursor", "cursor", f"cursor is invalid ({reason}): pass next_cursor unchanged")
+    return QueryError(
+        "invalid_cursor", "cursor", f"cursor is invalid ({reason}): pass next_cursor unchanged"
+    )
 
 
 class CursorCodec:

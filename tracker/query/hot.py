@@ -141,7 +141,9 @@ class HotTier:
         end = shape.ts_param.format(_placeholders(args, event_filter.end_ms))
         clauses.append(f"{timestamp} >= {start} AND {timestamp} < {end}")
         if event_filter.event_types:
-            clauses.append(f"event_type = ANY({_placeholders(args, list(event_filter.event_types))}::text[])")
+            clauses.append(
+                f"event_type = ANY({_placeholders(args, list(event_filter.event_types))}::text[])"
+            )
         for key, value in event_filter.params:
             pair = orjson.dumps({key: value}).decode()
             clauses.append(f"params @> {_placeholders(args, pair)}::jsonb")
@@ -156,14 +158,22 @@ class HotTier:
                 return await connection.fetch(sql, *args, timeout=self._timeout + 1)
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
             logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
-            raise QueryError("tier_unavailable", "tier", "the hot tier database is unreachable") from None
+            raise QueryError(
+                "tier_unavailable", "tier", "the hot tier database is unreachable"
+            ) from None
         except (asyncpg.QueryCanceledError, TimeoutError):
             raise QueryError(
-                "query_timeout", "", f"the query ran longer than {self._timeout:g} s: narrow the time range"
+                "query_timeout",
+                "",
+                f"the query ran longer than {self._timeout:g} s: narrow the time range",
             ) from None
         except asyncpg.InvalidParameterValueError:
             # The only user value PostgreSQL itself interprets is the time zone name.
-            raise QueryError("invalid_timezone", "tz", "the hot tier does not know this time zone") from None
+            raise QueryError(
+                "invalid_timezone",
+                "tz",
+                "time zone is not supported by the hot tier: use another IANA name or tier=cold",
+            ) from None
 
     async def _shape_now(self) -> _TableShape:
         try:
@@ -173,7 +183,9 @@ class HotTier:
                 return await self._table_shape(connection)
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
             logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
-            raise QueryError("tier_unavailable", "tier", "the hot tier database is unreachable") from None
+            raise QueryError(
+                "tier_unavailable", "tier", "the hot tier database is unreachable"
+            ) from None
 
     async def freshness(self, tenant: str | None = None) -> int | None:
         """Return the newest event timestamp in the table, over all tenants."""
@@ -217,7 +229,9 @@ class HotTier:
         truncated = len(records) > self._max_groups
         rows = []
         for record in records[: self._max_groups]:
-            row = {key: record[f"g{position}"] for position, key in enumerate(query.group_by, start=1)}
+            row = {
+                key: record[f"g{position}"] for position, key in enumerate(query.group_by, start=1)
+            }
             row["count"] = record["count"]
             rows.append(row)
         total = int(records[0]["total"]) if records else 0
@@ -239,7 +253,11 @@ class HotTier:
 
     @staticmethod
     def _event_dict(record: asyncpg.Record) -> dict[str, Any]:
-        event = {"event_id": record["event_id"], "event_type": record["event_type"], "timestamp": record["ts"]}
+        event = {
+            "event_id": record["event_id"],
+            "event_type": record["event_type"],
+            "timestamp": record["ts"],
+        }
         for column in EVENT_COLUMNS:
             event[column] = record[column] if record[column] is not None else ""
         event["params"] = orjson.loads(record["params"]) if record["params"] is not None else {}
@@ -254,10 +272,12 @@ class HotTier:
             ts = shape.ts_param.format(_placeholders(args, after_ts))
             event_id = shape.event_id_param.format(_placeholders(args, after_id))
             id_order = shape.event_id_order
-            where += f' AND ("timestamp" < {ts} OR ("timestamp" = {ts} AND {id_order} < {event_id}))'
+            where += (
+                f' AND ("timestamp" < {ts} OR ("timestamp" = {ts} AND {id_order} < {event_id}))'
+            )
         limit = _placeholders(args, query.limit + 1)
         sql = (
-            f'{self._event_select(shape)} WHERE {where} '
+            f"{self._event_select(shape)} WHERE {where} "
             f'ORDER BY "timestamp" DESC, {shape.event_id_order} DESC LIMIT {limit}'
         )
         records = await self._fetch(sql, args)
@@ -266,7 +286,9 @@ class HotTier:
         next_cursor = None
         if len(records) > query.limit:
             last = events[-1]
-            next_cursor = self._codec.encode(query.filter.tenant, last["timestamp"], last["event_id"])
+            next_cursor = self._codec.encode(
+                query.filter.tenant, last["timestamp"], last["event_id"]
+            )
         return EventsPage(events, next_cursor, self.name, await self.freshness())
 
     async def match(self, query: MatchQuery) -> MatchResult:
@@ -288,7 +310,12 @@ class HotTier:
                 "event_id": [record["event_id"] for record in records],
                 "is_trigger": [record["is_trigger"] for record in records],
             },
-            schema={"on": pl.String, "timestamp": pl.Int64, "event_id": pl.String, "is_trigger": pl.Boolean},
+            schema={
+                "on": pl.String,
+                "timestamp": pl.Int64,
+                "event_id": pl.String,
+                "is_trigger": pl.Boolean,
+            },
         )
         triggers, results, pairs = match_events(candidates, query.window_ms)
 
@@ -299,7 +326,10 @@ class HotTier:
             tenant_where = self._where(shape, query.as_filter(), id_args)
             id_list = _placeholders(id_args, ids)
             sql = f"{self._event_select(shape)} WHERE {tenant_where} AND event_id::text = ANY({id_list}::text[])"
-            by_id = {record["event_id"]: self._event_dict(record) for record in await self._fetch(sql, id_args)}
+            by_id = {
+                record["event_id"]: self._event_dict(record)
+                for record in await self._fetch(sql, id_args)
+            }
         return MatchResult(
             pairs=pair_rows(pairs, query.limit, by_id),
             summary=summarize(triggers, results, pairs),

@@ -14,12 +14,29 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["CANDIDATE_SCHEMA", "PAIRS_SCHEMA", "listed_ids", "match_events", "pair_rows", "summarize"]
+__all__ = [
+    "CANDIDATE_SCHEMA",
+    "PAIRS_SCHEMA",
+    "listed_ids",
+    "match_events",
+    "pair_rows",
+    "summarize",
+]
 
-CANDIDATE_SCHEMA = {"on": pl.String, "timestamp": pl.Int64, "event_id": pl.String, "is_trigger": pl.Boolean}
+CANDIDATE_SCHEMA = {
+    "on": pl.String,
+    "timestamp": pl.Int64,
+    "event_id": pl.String,
+    "is_trigger": pl.Boolean,
+}
 
 
-PAIRS_SCHEMA = {"trigger_id": pl.String, "trigger_ts": pl.Int64, "result_id": pl.String, "result_ts": pl.Int64}
+PAIRS_SCHEMA = {
+    "trigger_id": pl.String,
+    "trigger_ts": pl.Int64,
+    "result_id": pl.String,
+    "result_ts": pl.Int64,
+}
 
 
 def _pair_loop(triggers: pl.DataFrame, results: pl.DataFrame, window_ms: int) -> pl.DataFrame:
@@ -39,7 +56,9 @@ def _pair_loop(triggers: pl.DataFrame, results: pl.DataFrame, window_ms: int) ->
     j = 0
     for i, group in enumerate(t_group):
         timestamp = t_ts[i]
-        while j < result_count and (r_group[j] < group or (r_group[j] == group and r_ts[j] < timestamp)):
+        while j < result_count and (
+            r_group[j] < group or (r_group[j] == group and r_ts[j] < timestamp)
+        ):
             j += 1
         if j < result_count and r_group[j] == group and r_ts[j] - timestamp <= window_ms:
             columns["trigger_id"].append(t_id[i])
@@ -76,12 +95,21 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl
     several = triggers.join(per_group.filter(pl.col("triggers") > 1), on="group", how="semi")
 
     single_pairs = (
-        single.select("group", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts"))
+        single.select(
+            "group", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts")
+        )
         .join(
-            results.select("group", pl.col("event_id").alias("result_id"), pl.col("timestamp").alias("result_ts")),
+            results.select(
+                "group",
+                pl.col("event_id").alias("result_id"),
+                pl.col("timestamp").alias("result_ts"),
+            ),
             on="group",
         )
-        .filter((pl.col("result_ts") >= pl.col("trigger_ts")) & (pl.col("result_ts") - pl.col("trigger_ts") <= window_ms))
+        .filter(
+            (pl.col("result_ts") >= pl.col("trigger_ts"))
+            & (pl.col("result_ts") - pl.col("trigger_ts") <= window_ms)
+        )
         .sort("group", "result_ts", "result_id")
         .group_by("group", maintain_order=True)
         .first()
@@ -89,7 +117,9 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl
     )
     loop_pairs = _pair_loop(
         several.sort("group", "timestamp", "event_id"),
-        results.join(several.select("group").unique(), on="group", how="semi").sort("group", "timestamp", "event_id"),
+        results.join(several.select("group").unique(), on="group", how="semi").sort(
+            "group", "timestamp", "event_id"
+        ),
         window_ms,
     )
     pairs = pl.concat([single_pairs, loop_pairs]).sort("trigger_ts", "trigger_id")
@@ -126,7 +156,9 @@ def listed_ids(pairs: pl.DataFrame, limit: int) -> list[str]:
     return listed["trigger_id"].to_list() + listed["result_id"].to_list()
 
 
-def pair_rows(pairs: pl.DataFrame, limit: int, events: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def pair_rows(
+    pairs: pl.DataFrame, limit: int, events: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Return the first `limit` pairs with their full events, looked up by event id."""
     return [
         {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tracker.errors import QueryError
@@ -66,14 +66,20 @@ def _check_tenant(tenant: object) -> None:
 def _check_range(start_ms: object, end_ms: object) -> None:
     for name, value in (("start_ms", start_ms), ("end_ms", end_ms)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise QueryError("invalid_range", name, f"{name} must be an integer of Unix milliseconds")
+            raise QueryError(
+                "invalid_range", name, f"{name} must be an integer of Unix milliseconds"
+            )
         if not 0 <= value <= MAX_TIMESTAMP_MS:
             raise QueryError(
-                "invalid_range", name, f"{name} must lie between 0 and {MAX_TIMESTAMP_MS}, got {value}"
+                "invalid_range",
+                name,
+                f"{name} must lie between 0 and {MAX_TIMESTAMP_MS}, got {value}",
             )
     if start_ms >= end_ms:  # type: ignore[operator]
         raise QueryError(
-            "invalid_range", "end_ms", f"end_ms ({end_ms}) must be greater than start_ms ({start_ms})"
+            "invalid_range",
+            "end_ms",
+            f"end_ms ({end_ms}) must be greater than start_ms ({start_ms})",
         )
 
 
@@ -89,9 +95,13 @@ def _check_event_type(value: object, field_name: str) -> None:
 
 def _check_param_key(key: object, field_name: str, code: str = "invalid_param") -> None:
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARAM_KEY_LEN:
-        raise QueryError(code, field_name, f"{field_name} param key must be 1 to {MAX_PARAM_KEY_LEN} characters")
+        raise QueryError(
+            code, field_name, f"{field_name} param key must be 1 to {MAX_PARAM_KEY_LEN} characters"
+        )
     if "\x00" in key:
-        raise QueryError(code, field_name, f"{field_name} param key must not contain NUL characters")
+        raise QueryError(
+            code, field_name, f"{field_name} param key must not contain NUL characters"
+        )
 
 
 def _check_param_value(value: object, field_name: str) -> None:
@@ -102,7 +112,9 @@ def _check_param_value(value: object, field_name: str) -> None:
             f"{field_name} must be a string of at most {MAX_PARAM_VALUE_LEN} characters",
         )
     if "\x00" in value:
-        raise QueryError("invalid_param", field_name, f"{field_name} must not contain NUL characters")
+        raise QueryError(
+            "invalid_param", field_name, f"{field_name} must not contain NUL characters"
+        )
 
 
 @functools.cache
@@ -133,7 +145,9 @@ class EventFilter:
         _check_range(self.start_ms, self.end_ms)
         if not isinstance(self.event_types, tuple) or len(self.event_types) > MAX_EVENT_TYPES:
             raise QueryError(
-                "invalid_event_type", "event_types", f"at most {MAX_EVENT_TYPES} event types per query"
+                "invalid_event_type",
+                "event_types",
+                f"at most {MAX_EVENT_TYPES} event types per query",
             )
         for event_type in self.event_types:
             _check_event_type(event_type, "event_type")
@@ -143,7 +157,9 @@ class EventFilter:
             )
         for pair in self.params:
             if not isinstance(pair, tuple) or len(pair) != 2:
-                raise QueryError("invalid_param", "param_key", "each param filter is a (key, value) pair")
+                raise QueryError(
+                    "invalid_param", "param_key", "each param filter is a (key, value) pair"
+                )
             _check_param_key(pair[0], "param_key")
             _check_param_value(pair[1], "param_value")
 
@@ -174,7 +190,9 @@ class StatsQuery:
                     f"group key {_clip(key)!r} is invalid: expected event_type, hour, day or param:<key>",
                 )
         if not isinstance(self.tz, str) or not self.tz or len(self.tz) > 64:
-            raise QueryError("invalid_timezone", "tz", "tz must be an IANA time zone name such as Europe/Paris")
+            raise QueryError(
+                "invalid_timezone", "tz", "tz must be an IANA time zone name such as Europe/Paris"
+            )
         # Membership in the fixed IANA list, not just a loadable name, is what lets
         # tiers pass the name to engines that take it inside a type string.
         if self.tz not in _time_zones():
@@ -215,10 +233,16 @@ class EventsQuery:
             raise QueryError("invalid_limit", "limit", "limit must be an integer")
         if not 1 <= self.limit <= MAX_EVENTS_LIMIT:
             raise QueryError(
-                "invalid_limit", "limit", f"limit must be between 1 and {MAX_EVENTS_LIMIT}, got {self.limit}"
+                "invalid_limit",
+                "limit",
+                f"limit must be between 1 and {MAX_EVENTS_LIMIT}, got {self.limit}",
             )
-        if self.cursor is not None and (not isinstance(self.cursor, str) or len(self.cursor) > 1024):
-            raise QueryError("invalid_cursor", "cursor", "cursor is malformed: pass next_cursor unchanged")
+        if self.cursor is not None and (
+            not isinstance(self.cursor, str) or len(self.cursor) > 1024
+        ):
+            raise QueryError(
+                "invalid_cursor", "cursor", "cursor is malformed: pass next_cursor unchanged"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +288,9 @@ class MatchQuery:
                 "invalid_window", "window_ms", f"window_ms must be between 0 and {MAX_WINDOW_MS}"
             )
         if not isinstance(self.limit, int) or not 0 <= self.limit <= MAX_MATCH_LIMIT:
-            raise QueryError("invalid_limit", "limit", f"limit must be between 0 and {MAX_MATCH_LIMIT}")
+            raise QueryError(
+                "invalid_limit", "limit", f"limit must be between 0 and {MAX_MATCH_LIMIT}"
+            )
 
     def as_filter(self) -> EventFilter:
         """Return the filter that selects both event types of this match in its range."""

@@ -25,7 +25,14 @@ from typing import Any, Protocol
 
 from tracker._core import now_ms
 from tracker.errors import QueryError
-from tracker.query.model import EventsPage, EventsQuery, MatchQuery, MatchResult, StatsQuery, StatsResult
+from tracker.query.model import (
+    EventsPage,
+    EventsQuery,
+    MatchQuery,
+    MatchResult,
+    StatsQuery,
+    StatsResult,
+)
 
 __all__ = ["TIERS", "PlanLookup", "Router", "Tier"]
 
@@ -80,7 +87,9 @@ class Router:
         if end_ms - start_ms > self._max_window_ms:
             hours = self._max_window_ms // 3_600_000
             raise QueryError(
-                "window_too_long", "hours", f"the time range spans more than {hours} hours: narrow it"
+                "window_too_long",
+                "hours",
+                f"the time range spans more than {hours} hours: narrow it",
             )
 
     async def _plan(self, tenant: str) -> str:
@@ -96,14 +105,20 @@ class Router:
                 raise QueryError("invalid_tier", "tier", f"tier must be one of {', '.join(TIERS)}")
             engine = self._tiers[tier]
             if engine is None:
-                raise QueryError("tier_unavailable", "tier", f"the {tier} tier is not configured here")
+                raise QueryError(
+                    "tier_unavailable", "tier", f"the {tier} tier is not configured here"
+                )
             return [engine]
 
         warm, cold = self._tiers["warm"], self._tiers["cold"]
         assert warm is not None and cold is not None
         by_plan = [warm, cold] if await self._plan(tenant) == "free" else [cold]
         hot = self._tiers["hot"]
-        if hot is not None and hot.retention_ms is not None and start_ms >= self._clock() - hot.retention_ms:
+        if (
+            hot is not None
+            and hot.retention_ms is not None
+            and start_ms >= self._clock() - hot.retention_ms
+        ):
             return [hot, *by_plan]
         return by_plan
 
@@ -115,7 +130,8 @@ class Router:
                 if error.code not in FALLBACK_CODES or position == len(tiers) - 1:
                     raise
                 logger.info(
-                    "Tier rejected the query, trying the next one.", extra={"tier": engine.name, "reason": str(error)}
+                    "Tier rejected the query, trying the next one.",
+                    extra={"tier": engine.name, "reason": str(error)},
                 )
         raise AssertionError("candidates() never returns an empty list")
 

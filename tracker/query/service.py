@@ -31,7 +31,11 @@ def build_router(settings: QuerySettings, plan_lookup: PlanLookup) -> Router:
             timeout_seconds=settings.query_timeout_seconds,
             max_groups=settings.max_groups,
         )
-    warm = WarmTier(settings.warm_dir, retention_days=settings.warm_retention_days, max_groups=settings.max_groups)
+    warm = WarmTier(
+        settings.warm_dir,
+        retention_days=settings.warm_retention_days,
+        max_groups=settings.max_groups,
+    )
     cold = ColdTier(
         settings.archive_uri,
         codec,
@@ -50,8 +54,12 @@ def hour_window(hours: int, now_ms: int) -> tuple[int, int]:
     answer it exactly.
     """
     if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
-        raise QueryError("invalid_hours", "hours", f"hours must be a positive integer, got {str(hours)[:50]}")
+        raise QueryError(
+            "invalid_hours", "hours", f"hours must be a positive integer, got {str(hours)[:50]}"
+        )
     end_ms = now_ms - now_ms % HOUR_MS + HOUR_MS
     if hours * HOUR_MS > end_ms:
-        raise QueryError("window_too_long", "hours", f"hours ({hours}) reaches before 1970: narrow it")
+        raise QueryError(
+            "window_too_long", "hours", f"hours ({hours}) reaches before 1970: narrow it"
+        )
     return end_ms - hours * HOUR_MS, end_ms

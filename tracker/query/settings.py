@@ -39,7 +39,9 @@ class QuerySettings:
         hot_schema = env.str("HOT_SCHEMA", "public") or "public"
         # The schema name is spliced into SQL as an identifier, so only plain names pass.
         if not set(hot_schema) <= _SCHEMA_CHARS or hot_schema[0].isdigit() or len(hot_schema) > 63:
-            raise ConfigError("HOT_SCHEMA", "expected a lowercase identifier of [a-z0-9_], at most 63 characters")
+            raise ConfigError(
+                "HOT_SCHEMA", "expected a lowercase identifier of [a-z0-9_], at most 63 characters"
+            )
         return cls(
             hot_dsn=env.str("HOT_DSN"),
             hot_schema=hot_schema,

@@ -43,7 +43,11 @@ READ_ATTEMPTS = 3
 
 
 def _unsupported(field: str, reason: str) -> QueryError:
-    return QueryError("unsupported_query", field, f"the warm tier cannot compute this query exactly: {reason}. Use tier=cold")
+    return QueryError(
+        "unsupported_query",
+        field,
+        f"the warm tier cannot compute this query exactly: {reason}. Use tier=cold",
+    )
 
 
 class WarmTier:
@@ -81,7 +85,9 @@ class WarmTier:
             if value % HOUR_MS:
                 raise _unsupported(name, f"{name} must fall on a whole UTC hour")
         if event_filter.start_ms < self._clock() - self.retention_ms:
-            raise _unsupported("start_ms", f"it keeps only the last {self.retention_ms // DAY_MS} days")
+            raise _unsupported(
+                "start_ms", f"it keeps only the last {self.retention_ms // DAY_MS} days"
+            )
 
         keys = {key for key, _ in event_filter.params}
         keys |= {param_key_of(group) for group in query.group_by if param_key_of(group) is not None}
@@ -126,15 +132,23 @@ class WarmTier:
             in_window = in_window & pl.col("event_type").is_in(list(event_filter.event_types))
         counts = self._store.scan(manifest, "counts").filter(in_window)
         if param_key is None:
-            return counts.select("hour", "event_type", pl.lit(None, pl.String).alias("value"), "count")
+            return counts.select(
+                "hour", "event_type", pl.lit(None, pl.String).alias("value"), "count"
+            )
 
-        params = self._store.scan(manifest, "params").filter(in_window & (pl.col("key") == param_key))
+        params = self._store.scan(manifest, "params").filter(
+            in_window & (pl.col("key") == param_key)
+        )
         if event_filter.params:
             value = event_filter.params[0][1]
-            return params.filter(pl.col("value") == value).select("hour", "event_type", "value", "count")
+            return params.filter(pl.col("value") == value).select(
+                "hour", "event_type", "value", "count"
+            )
 
         # Events without the key are the ones the per-value counts leave out.
-        with_key = params.group_by("hour", "event_type").agg(pl.col("count").sum().alias("with_key"))
+        with_key = params.group_by("hour", "event_type").agg(
+            pl.col("count").sum().alias("with_key")
+        )
         missing = (
             counts.group_by("hour", "event_type")
             .agg(pl.col("count").sum())
@@ -170,12 +184,15 @@ class WarmTier:
             return [], False
         if frame.height == 0:
             return [], False
-        frame = frame.join(self._labels(frame["hour"].unique().to_list(), query.tz), on="hour", how="left")
+        frame = frame.join(
+            self._labels(frame["hour"].unique().to_list(), query.tz), on="hour", how="left"
+        )
 
         columns = {"event_type": "event_type", "hour": "hour_label", "day": "day_label"}
         names = [f"g{position}" for position in range(len(query.group_by))]
         groups = [
-            pl.col(columns.get(key, "value")).alias(name) for key, name in zip(query.group_by, names, strict=True)
+            pl.col(columns.get(key, "value")).alias(name)
+            for key, name in zip(query.group_by, names, strict=True)
         ]
         grouped = frame.group_by(groups).agg(pl.col("count").sum())
         grouped = grouped.sort(
