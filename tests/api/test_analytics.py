@@ -10,6 +10,7 @@ tenants would show up in the counts.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
 import time
 import uuid
@@ -345,3 +346,22 @@ def test_analytics_needs_tenant_key(seeded, tenants) -> None:
         answer = admin.get("/api/events/stats")
 
     assert_error(answer, 403, "forbidden", "authorization")
+
+
+def test_concurrent_queries_stay_per_tenant(seeded, tenants) -> None:
+    server, events, now_ms = seeded
+    expected = {tenant: len(_of(events, tenant)) for tenant in (TENANT_A, TENANT_B)}
+
+    def total(job: tuple[str, str]) -> tuple[str, int]:
+        tenant, tier = job
+        with server.client(tenants[tenant].read_key) as reader:
+            body = reader.get("/api/events/stats", params={**_range(now_ms), "tier": tier}).json()
+        return tenant, body["total"]
+
+    jobs = [(tenant, tier) for tier in ("hot", "cold") for tenant in (TENANT_A, TENANT_B)] * 2
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(total, jobs))
+
+    assert len(results) == len(jobs)
+    for tenant, count in results:
+        assert count == expected[tenant], tenant
