@@ -68,7 +68,10 @@ def make_event(sent_ns: int) -> bytes:
 
 async def sse_client(url: str, key: str, latencies: list[float], ready: asyncio.Event) -> None:
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(timeout=None) as client, client.stream("GET", url, headers=headers) as response:
+    async with (
+        httpx.AsyncClient(timeout=None) as client,
+        client.stream("GET", url, headers=headers) as response,
+    ):
         ready.set()
         async for line in response.aiter_lines():
             if line.startswith("data: "):
@@ -78,7 +81,9 @@ async def sse_client(url: str, key: str, latencies: list[float], ready: asyncio.
                 latencies.append((time.time_ns() - sent_ns) / 1e6)
 
 
-async def baseline_tail(broker, partition: int, latencies: list[float], stop: asyncio.Event, poll: float) -> None:
+async def baseline_tail(
+    broker, partition: int, latencies: list[float], stop: asyncio.Event, poll: float
+) -> None:
     position = (await broker.end_offset("events", partition) or -1) + 1
     while not stop.is_set():
         messages = await broker.read("events", partition, position, 64)
@@ -101,7 +106,9 @@ async def run(rate: int, seconds: float, clients: int) -> list[str]:
         "TRACKER_ENV_FILE": str(data_dir / "absent.env"),
     }
     registry = Registry(data_dir / "registry.db")
-    registry.connection().execute("INSERT INTO tenants (key_prefix, created_at, updated_at) VALUES (?, 0, 0)", (TENANT,))
+    registry.connection().execute(
+        "INSERT INTO tenants (key_prefix, created_at, updated_at) VALUES (?, 0, 0)", (TENANT,)
+    )
     key = create_api_key(registry, key_prefix=TENANT, scope="read").raw_key
     registry.close()
 
@@ -109,7 +116,9 @@ async def run(rate: int, seconds: float, clients: int) -> list[str]:
     process = subprocess.Popen(
         [sys.executable, "-c", "from tracker.cli.main import main; main()", "sse"],
         env={**os.environ, **env, "SSE_PORT": str(port), "SSE_CLIENT_BUFFER": "100000"},
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     broker = open_broker(BrokerSettings.from_env(Env(env)))
     await broker.connect()
@@ -127,7 +136,8 @@ async def run(rate: int, seconds: float, clients: int) -> list[str]:
         per_client: list[list[float]] = [[] for _ in range(clients)]
         readies = [asyncio.Event() for _ in range(clients)]
         tasks = [
-            asyncio.create_task(sse_client(f"{base}/events/stream", key, per_client[i], readies[i])) for i in range(clients)
+            asyncio.create_task(sse_client(f"{base}/events/stream", key, per_client[i], readies[i]))
+            for i in range(clients)
         ]
         await asyncio.gather(*(ready.wait() for ready in readies))
         await asyncio.sleep(0.5)
@@ -137,12 +147,15 @@ async def run(rate: int, seconds: float, clients: int) -> list[str]:
         partition = partition_for(TENANT, PARTITIONS)
         tail = asyncio.create_task(baseline_tail(broker, partition, baseline, stop, 0.02))
 
-        interval = BATCH / rate
         sent = 0
         started = time.perf_counter()
         while time.perf_counter() - started < seconds:
             now_ns = time.time_ns()
-            await broker.publish("events", partition, [encode_record_batch([make_event(now_ns) for _ in range(BATCH)])])
+            await broker.publish(
+                "events",
+                partition,
+                [encode_record_batch([make_event(now_ns) for _ in range(BATCH)])],
+            )
             sent += BATCH
             next_at = started + (sent / rate)
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -178,9 +191,13 @@ async def run(rate: int, seconds: float, clients: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Measure SSE event-to-client latency at a steady rate.")
+    parser = argparse.ArgumentParser(
+        description="Measure SSE event-to-client latency at a steady rate."
+    )
     parser.add_argument("--rate", type=int, default=5000, help="events per second to publish")
-    parser.add_argument("--seconds", type=float, default=10.0, help="how long to publish, in seconds")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="how long to publish, in seconds"
+    )
     parser.add_argument("--clients", type=int, default=2, help="SSE clients of the tenant")
     arguments = parser.parse_args()
     lines = asyncio.run(run(arguments.rate, arguments.seconds, arguments.clients))

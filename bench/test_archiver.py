@@ -135,14 +135,23 @@ async def _drain_through_runtime(data_dir: Path, events: list[dict]) -> float:
     await broker.connect()
     by_partition: dict[int, list[bytes]] = {}
     for event in events:
-        by_partition.setdefault(partition_for(event["params"]["key_prefix"], PARTITIONS), []).append(orjson.dumps(event))
+        by_partition.setdefault(
+            partition_for(event["params"]["key_prefix"], PARTITIONS), []
+        ).append(orjson.dumps(event))
     ends: dict[int, int] = {}
     for partition, documents in by_partition.items():
-        payloads = [encode_record_batch(documents[i : i + 1000]) for i in range(0, len(documents), 1000)]
+        payloads = [
+            encode_record_batch(documents[i : i + 1000]) for i in range(0, len(documents), 1000)
+        ]
         await broker.publish(TOPIC_EVENTS_CLEAN, partition, payloads)
         ends[partition] = await broker.end_offset(TOPIC_EVENTS_CLEAN, partition)
 
-    settings = ArchiveSettings(root_uri=str(data_dir / "delta"), commit_seconds=60.0, commit_events=COMMIT_EVENTS, compact_every_seconds=0.0)
+    settings = ArchiveSettings(
+        root_uri=str(data_dir / "delta"),
+        commit_seconds=60.0,
+        commit_events=COMMIT_EVENTS,
+        compact_every_seconds=0.0,
+    )
     sink = ArchiverSink("archiver", TOPIC_EVENTS_CLEAN, "events", settings)
     runtime = ConsumerRuntime(sink, broker, ConsumerSettings.from_env(Env(values)))
     started = time.perf_counter()
@@ -156,5 +165,7 @@ async def _drain_through_runtime(data_dir: Path, events: list[dict]) -> float:
     await task
     seconds = time.perf_counter() - started
     await broker.close()
-    assert DeltaTable(str(data_dir / "delta" / "events")).to_pyarrow_table(columns=["event_id"]).num_rows == len(events)
+    assert DeltaTable(str(data_dir / "delta" / "events")).to_pyarrow_table(
+        columns=["event_id"]
+    ).num_rows == len(events)
     return seconds

@@ -23,7 +23,12 @@ from tests.consumers.conftest import (
 from tracker.broker.base import TOPIC_DEAD_LETTERS, TOPIC_EVENTS_CLEAN, Broker
 from tracker.consumers.archive_dedup import RecentEventIds
 from tracker.consumers.archive_table import ARCHIVE_SCHEMA, app_id_for, events_to_table
-from tracker.consumers.archiver import ArchiverSink, ArchiveSettings, create_filtered_sink, create_sink
+from tracker.consumers.archiver import (
+    ArchiverSink,
+    ArchiveSettings,
+    create_filtered_sink,
+    create_sink,
+)
 from tracker.consumers.runtime import ConsumerRuntime
 from tracker.errors import ConfigError
 from tracker.settings import Env
@@ -45,11 +50,19 @@ def archive_settings(data_dir: Path, **overrides: Any) -> ArchiveSettings:
 
 
 def make_sink(data_dir: Path, **overrides: Any) -> ArchiverSink:
-    return ArchiverSink("archiver", TOPIC_EVENTS_CLEAN, "events", archive_settings(data_dir, **overrides))
+    return ArchiverSink(
+        "archiver", TOPIC_EVENTS_CLEAN, "events", archive_settings(data_dir, **overrides)
+    )
 
 
 async def run_until_archived(
-    sink: ArchiverSink, broker: Broker, data_dir: Path, timeout: float = 20.0, *, until_read: bool = False, **settings: str
+    sink: ArchiverSink,
+    broker: Broker,
+    data_dir: Path,
+    timeout: float = 20.0,
+    *,
+    until_read: bool = False,
+    **settings: str,
 ) -> None:
     """Run the real runtime until the table holds every published offset, then stop it.
 
@@ -67,7 +80,9 @@ async def run_until_archived(
                 if task.done():
                     task.result()
                 if until_read:
-                    done = {p: await broker.committed(TOPIC_EVENTS_CLEAN, sink.name, p) for p in wanted}
+                    done = {
+                        p: await broker.committed(TOPIC_EVENTS_CLEAN, sink.name, p) for p in wanted
+                    }
                 else:
                     done = await sink.stored_offsets() or {}
                 if all(done.get(p) == end for p, end in wanted.items()):
@@ -178,7 +193,14 @@ def test_settings_s3_uri_reads_credentials() -> None:
 
 def test_settings_r2_builds_endpoint() -> None:
     settings = ArchiveSettings.from_env(
-        Env({"R2_BUCKET": "archive", "R2_ACCOUNT_ID": "abc123", "R2_ACCESS_KEY_ID": "k", "R2_SECRET_ACCESS_KEY": "s"})
+        Env(
+            {
+                "R2_BUCKET": "archive",
+                "R2_ACCOUNT_ID": "abc123",
+                "R2_ACCESS_KEY_ID": "k",
+                "R2_SECRET_ACCESS_KEY": "s",
+            }
+        )
     )
 
     assert settings.root_uri == "s3://archive/delta"
@@ -208,13 +230,20 @@ def test_factories_pick_topics_and_tables(tmp_path: Path) -> None:
     clean = create_sink(env)
     filtered = create_filtered_sink(env)
 
-    assert (clean.name, clean.source_topic, clean.table.uri) == ("archiver", "events-clean", f"{tmp_path}/delta/events")
+    assert (clean.name, clean.source_topic, clean.table.uri) == (
+        "archiver",
+        "events-clean",
+        f"{tmp_path}/delta/events",
+    )
     assert (filtered.name, filtered.source_topic) == ("archiver-filtered", "events-filtered")
     assert filtered.table.uri == f"{tmp_path}/delta/events_filtered"
 
 
 async def test_archiver_writes_every_event_once(broker: Broker, data_dir: Path) -> None:
-    events = [make_event(TENANTS[i % 4], timestamp=1_770_704_294_008 + i * 3_600_000, n=str(i)) for i in range(600)]
+    events = [
+        make_event(TENANTS[i % 4], timestamp=1_770_704_294_008 + i * 3_600_000, n=str(i))
+        for i in range(600)
+    ]
     duplicates = [dict(event) for event in events[:50]]
     await publish(broker, TOPIC_EVENTS_CLEAN, events, per_message=40)
     await publish(broker, TOPIC_EVENTS_CLEAN, duplicates, per_message=40)
@@ -258,7 +287,12 @@ async def test_archiver_restart_resumes_after_table(broker: Broker, data_dir: Pa
     partition = partition_of("acme")
     second = [make_event("acme", n=str(i)) for i in range(100, 150)]
     await publish(broker, TOPIC_EVENTS_CLEAN, second, per_message=10)
-    await broker.commit(TOPIC_EVENTS_CLEAN, "archiver", partition, await broker.end_offset(TOPIC_EVENTS_CLEAN, partition))
+    await broker.commit(
+        TOPIC_EVENTS_CLEAN,
+        "archiver",
+        partition,
+        await broker.end_offset(TOPIC_EVENTS_CLEAN, partition),
+    )
     # A redelivered duplicate of an archived event, too.
     await publish(broker, TOPIC_EVENTS_CLEAN, [first[0]])
 
@@ -272,7 +306,12 @@ async def test_archiver_restart_resumes_after_table(broker: Broker, data_dir: Pa
 
 
 async def test_archiver_commits_by_event_count(broker: Broker, data_dir: Path) -> None:
-    await publish(broker, TOPIC_EVENTS_CLEAN, [make_event("acme", n=str(i)) for i in range(500)], per_message=10)
+    await publish(
+        broker,
+        TOPIC_EVENTS_CLEAN,
+        [make_event("acme", n=str(i)) for i in range(500)],
+        per_message=10,
+    )
     sink = make_sink(data_dir, commit_seconds=3600.0, commit_events=200)
 
     await run_until_archived(sink, broker, data_dir, until_read=True, CONSUMER_POLL_MESSAGES="2")
@@ -309,15 +348,21 @@ async def test_maintenance_compacts_and_keeps_rows(broker: Broker, data_dir: Pat
     now_ms = 1_770_704_294_008
     sink = make_sink(data_dir, commit_events=1)
     for i in range(12):
-        await publish(broker, TOPIC_EVENTS_CLEAN, [make_event("acme", timestamp=now_ms + i, n=str(i))])
+        await publish(
+            broker, TOPIC_EVENTS_CLEAN, [make_event("acme", timestamp=now_ms + i, n=str(i))]
+        )
     await run_until_archived(sink, broker, data_dir, CONSUMER_POLL_MESSAGES="1")
     table = DeltaTable(str(data_dir / "delta" / "events"))
     files_before = len(table.file_uris())
-    offsets_before = {p: table.transaction_version(app_id_for("archiver", p)) for p in range(PARTITIONS)}
+    offsets_before = {
+        p: table.transaction_version(app_id_for("archiver", p)) for p in range(PARTITIONS)
+    }
 
     from tracker.consumers.archive_maintenance import MaintenancePolicy, run_maintenance
 
-    result = run_maintenance(sink.table, MaintenancePolicy(vacuum_retention_hours=0), now=now_ms / 1000)
+    result = run_maintenance(
+        sink.table, MaintenancePolicy(vacuum_retention_hours=0), now=now_ms / 1000
+    )
 
     table = DeltaTable(str(data_dir / "delta" / "events"))
     assert files_before >= 12
@@ -325,7 +370,9 @@ async def test_maintenance_compacts_and_keeps_rows(broker: Broker, data_dir: Pat
     assert result["files_removed"] == files_before
     assert result["files_vacuumed"] >= files_before
     assert table.to_pyarrow_table().num_rows == 12
-    assert {p: table.transaction_version(app_id_for("archiver", p)) for p in range(PARTITIONS)} == offsets_before
+    assert {
+        p: table.transaction_version(app_id_for("archiver", p)) for p in range(PARTITIONS)
+    } == offsets_before
     assert list((data_dir / "delta" / "events" / "_delta_log").glob("*.checkpoint.parquet"))
 
 
@@ -335,7 +382,12 @@ async def test_archiver_filtered_sink_uses_own_table(data_dir: Path) -> None:
     broker = await open_local_broker(data_dir)
     try:
         await publish(broker, TOPIC_EVENTS_FILTERED, [make_event("acme"), make_event("globex")])
-        sink = ArchiverSink("archiver-filtered", TOPIC_EVENTS_FILTERED, "events_filtered", archive_settings(data_dir))
+        sink = ArchiverSink(
+            "archiver-filtered",
+            TOPIC_EVENTS_FILTERED,
+            "events_filtered",
+            archive_settings(data_dir),
+        )
         runtime = ConsumerRuntime(sink, broker, consumer_settings(data_dir))
         task = asyncio.create_task(runtime.run())
         async with asyncio.timeout(15):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import random
 import signal
 import time
@@ -16,7 +15,13 @@ import pytest
 from deltalake import DeltaTable
 
 from tests.conftest import free_port
-from tests.consumers.conftest import PARTITIONS, make_event, open_local_broker, publish, start_consumer
+from tests.consumers.conftest import (
+    PARTITIONS,
+    make_event,
+    open_local_broker,
+    publish,
+    start_consumer,
+)
 from tracker.broker.base import TOPIC_EVENTS_CLEAN
 from tracker.consumers.archive_table import app_id_for
 from tracker.consumers.archiver import ArchiverSink, ArchiveSettings
@@ -40,7 +45,9 @@ def archived_offsets(table_uri: str) -> int:
     except Exception:  # the table is created by the first archiver start
         return -PARTITIONS
     return sum(
-        version if (version := table.transaction_version(app_id_for("archiver", p))) is not None else -1
+        version
+        if (version := table.transaction_version(app_id_for("archiver", p))) is not None
+        else -1
         for p in range(PARTITIONS)
     )
 
@@ -59,7 +66,9 @@ async def archived_through(table_uri: str, ends: dict[int, int]) -> bool:
         table = DeltaTable(table_uri)
     except Exception:  # the table is created by the first archiver start
         return False
-    return all(table.transaction_version(app_id_for("archiver", p)) == end for p, end in ends.items())
+    return all(
+        table.transaction_version(app_id_for("archiver", p)) == end for p, end in ends.items()
+    )
 
 
 @pytest.mark.slow
@@ -93,8 +102,12 @@ async def test_kill_nine_loses_and_duplicates_nothing(data_dir: Path) -> None:
         wanted = {p: end for p, end in ends.items() if end is not None}
         deadline = time.monotonic() + 60
         while not await archived_through(table_uri, wanted):
-            assert process.poll() is None, process.stderr.read().decode()[-3000:] if process.stderr else ""
-            assert time.monotonic() < deadline, "the archiver did not reach the end offsets within 60 s"
+            assert process.poll() is None, (
+                process.stderr.read().decode()[-3000:] if process.stderr else ""
+            )
+            assert time.monotonic() < deadline, (
+                "the archiver did not reach the end offsets within 60 s"
+            )
             await asyncio.sleep(0.2)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -123,17 +136,25 @@ def s3_server() -> Any:
     server.stop()
 
 
-async def test_archiver_writes_to_s3_emulator(data_dir: Path, s3_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_archiver_writes_to_s3_emulator(
+    data_dir: Path, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import boto3
 
     from tests.consumers.conftest import consumer_settings
     from tracker.consumers.runtime import ConsumerRuntime
     from tracker.settings import Env
 
-    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket="archive")
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(
+        Bucket="archive"
+    )
     settings = ArchiveSettings.from_env(
         Env({"ARCHIVE_URI": "s3://archive/tracker", "S3_ENDPOINT_URL": s3_server, **credentials})
     )
@@ -157,7 +178,14 @@ async def test_archiver_writes_to_s3_emulator(data_dir: Path, s3_server: str, mo
         restarted = ArchiverSink("archiver", TOPIC_EVENTS_CLEAN, "events", settings)
         from tracker.consumers.runtime import SinkContext
 
-        await restarted.open(SinkContext(broker=broker, settings=consumer_settings(data_dir), metrics=runtime.metrics, logger=runtime.context.logger))
+        await restarted.open(
+            SinkContext(
+                broker=broker,
+                settings=consumer_settings(data_dir),
+                metrics=runtime.metrics,
+                logger=runtime.context.logger,
+            )
+        )
         stored = await restarted.stored_offsets()
         await restarted.close()
     finally:

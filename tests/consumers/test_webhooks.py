@@ -34,8 +34,12 @@ def registry(tmp_path: Path) -> Registry:
 
 def test_create_endpoint_returns_secret_once(registry: Registry) -> None:
     created = webhooks.create_endpoint(
-        registry, key_prefix="acme", url="https://hooks.example.com/in", event_types=["click", "click"],
-        param_filters={"sub1": "google"}, description="orders",
+        registry,
+        key_prefix="acme",
+        url="https://hooks.example.com/in",
+        event_types=["click", "click"],
+        param_filters={"sub1": "google"},
+        description="orders",
     )
 
     assert created.secret.startswith("whsec_")
@@ -48,7 +52,9 @@ def test_create_endpoint_returns_secret_once(registry: Registry) -> None:
 
 
 def test_endpoint_tenant_isolation(registry: Registry) -> None:
-    created = webhooks.create_endpoint(registry, key_prefix="acme", url="https://hooks.example.com/in")
+    created = webhooks.create_endpoint(
+        registry, key_prefix="acme", url="https://hooks.example.com/in"
+    )
     endpoint_id = created.endpoint.endpoint_id
 
     assert webhooks.list_endpoints(registry, "globex") == []
@@ -60,7 +66,9 @@ def test_endpoint_tenant_isolation(registry: Registry) -> None:
 
 
 def test_delete_endpoint_removes_it(registry: Registry) -> None:
-    endpoint_id = webhooks.create_endpoint(registry, key_prefix="acme", url="https://a.example/").endpoint.endpoint_id
+    endpoint_id = webhooks.create_endpoint(
+        registry, key_prefix="acme", url="https://a.example/"
+    ).endpoint.endpoint_id
 
     webhooks.delete_endpoint(registry, endpoint_id)
 
@@ -69,7 +77,9 @@ def test_delete_endpoint_removes_it(registry: Registry) -> None:
 
 
 def test_disable_endpoint(registry: Registry) -> None:
-    endpoint_id = webhooks.create_endpoint(registry, key_prefix="acme", url="https://a.example/").endpoint.endpoint_id
+    endpoint_id = webhooks.create_endpoint(
+        registry, key_prefix="acme", url="https://a.example/"
+    ).endpoint.endpoint_id
 
     assert webhooks.set_endpoint_status(registry, endpoint_id, "disabled").status == "disabled"
     with pytest.raises(ValueError, match="status"):
@@ -100,7 +110,9 @@ def test_create_endpoint_unknown_tenant(registry: Registry) -> None:
         ({"description": "d" * 600}, "description"),
     ],
 )
-def test_create_endpoint_rejects_invalid(registry: Registry, options: dict[str, Any], field: str) -> None:
+def test_create_endpoint_rejects_invalid(
+    registry: Registry, options: dict[str, Any], field: str
+) -> None:
     arguments = {"key_prefix": "acme", "url": "https://a.example/", **options}
 
     with pytest.raises(ValueError) as caught:
@@ -134,14 +146,16 @@ def test_create_endpoint_rejects_invalid(registry: Registry, options: dict[str, 
     ],
 )
 def test_registration_rejects_internal_literals(registry: Registry, url: str) -> None:
-    with pytest.raises(DestinationRejected, match="^url:"):
+    with pytest.raises(DestinationRejected, match=r"^url:"):
         webhooks.create_endpoint(registry, key_prefix="acme", url=url)
 
 
 def test_allowed_cidr_permits_loopback_only(registry: Registry) -> None:
     policy = NetworkPolicy(allowed_cidrs=(ipaddress.ip_network("127.0.0.1/32"),))
 
-    created = webhooks.create_endpoint(registry, key_prefix="acme", url="http://127.0.0.1:9/", policy=policy)
+    created = webhooks.create_endpoint(
+        registry, key_prefix="acme", url="http://127.0.0.1:9/", policy=policy
+    )
 
     assert created.endpoint.url == "http://127.0.0.1:9/"
     with pytest.raises(DestinationRejected):
@@ -177,7 +191,7 @@ async def test_resolution_rejects_any_private_answer() -> None:
 
     parsed = check_url("https://mixed.example/", NetworkPolicy())
 
-    with pytest.raises(DestinationRejected, match="10.0.0.5"):
+    with pytest.raises(DestinationRejected, match=r"10\.0\.0\.5"):
         await resolve_destination(parsed, NetworkPolicy(), resolver)
 
 
@@ -198,13 +212,17 @@ async def test_resolution_failure_is_os_error() -> None:
         return []
 
     with pytest.raises(OSError, match="could not resolve"):
-        await resolve_destination(check_url("https://none.example/", NetworkPolicy()), NetworkPolicy(), resolver)
+        await resolve_destination(
+            check_url("https://none.example/", NetworkPolicy()), NetworkPolicy(), resolver
+        )
 
 
 def test_replay_rules(registry: Registry) -> None:
     from tracker.consumers import webhook_queue as queue
 
-    endpoint = webhooks.create_endpoint(registry, key_prefix="acme", url="https://a.example/").endpoint
+    endpoint = webhooks.create_endpoint(
+        registry, key_prefix="acme", url="https://a.example/"
+    ).endpoint
     delivery_id = webhooks.delivery_id_for(endpoint.endpoint_id, "e1")
     new = queue.NewDelivery(delivery_id, endpoint.endpoint_id, "acme", "e1", b"{}")
 
@@ -222,11 +240,11 @@ def test_replay_rules(registry: Registry) -> None:
 
 
 def test_list_deliveries_validates_arguments(registry: Registry) -> None:
-    with pytest.raises(ValueError, match="^status:"):
+    with pytest.raises(ValueError, match=r"^status:"):
         webhooks.list_deliveries(registry, status="lost")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="^limit:"):
+    with pytest.raises(ValueError, match=r"^limit:"):
         webhooks.list_deliveries(registry, limit=0)
-    with pytest.raises(ValueError, match="^limit:"):
+    with pytest.raises(ValueError, match=r"^limit:"):
         webhooks.list_deliveries(registry, limit=10_000)
 
 
@@ -247,7 +265,9 @@ def test_settings_reject_invalid_values() -> None:
         WebhookSettings.from_env(Env({"WEBHOOK_MAX_ATTEMPTS": "0"}))
     assert caught.value.variable == "WEBHOOK_MAX_ATTEMPTS"
 
-    settings = WebhookSettings.from_env(Env({"WEBHOOK_ALLOWED_CIDRS": "127.0.0.1/32", "WEBHOOK_MAX_ATTEMPTS": "3"}))
+    settings = WebhookSettings.from_env(
+        Env({"WEBHOOK_ALLOWED_CIDRS": "127.0.0.1/32", "WEBHOOK_MAX_ATTEMPTS": "3"})
+    )
     assert settings.delivery.max_attempts == 3
     assert settings.network.allowed_cidrs == (ipaddress.ip_network("127.0.0.1/32"),)
     assert settings.source_topic == "events-clean"

@@ -125,23 +125,49 @@ class Clock:
 
 
 def make_engine(registry: Registry, clock: Clock, **policy: Any) -> DeliveryEngine:
-    values = {"max_attempts": 4, "timeout_seconds": 1.0, "backoff_base_seconds": 10.0, "backoff_max_seconds": 60.0}
+    values = {
+        "max_attempts": 4,
+        "timeout_seconds": 1.0,
+        "backoff_base_seconds": 10.0,
+        "backoff_max_seconds": 60.0,
+    }
     values.update(policy)
     return DeliveryEngine(
-        registry, policy=DeliveryPolicy(**values), network=LOOPBACK_ONLY, clock=clock, rng=random.Random(7)
+        registry,
+        policy=DeliveryPolicy(**values),
+        network=LOOPBACK_ONLY,
+        clock=clock,
+        rng=random.Random(7),
     )
 
 
-def register(registry: Registry, url: str, tenant: str = "acme", **options: Any) -> registry_webhooks.CreatedEndpoint:
-    return registry_webhooks.create_endpoint(registry, key_prefix=tenant, url=url, policy=LOOPBACK_ONLY, **options)
+def register(
+    registry: Registry, url: str, tenant: str = "acme", **options: Any
+) -> registry_webhooks.CreatedEndpoint:
+    return registry_webhooks.create_endpoint(
+        registry, key_prefix=tenant, url=url, policy=LOOPBACK_ONLY, **options
+    )
 
 
-def enqueue_event(registry: Registry, created: registry_webhooks.CreatedEndpoint, event: dict[str, Any], now: float) -> str:
+def enqueue_event(
+    registry: Registry,
+    created: registry_webhooks.CreatedEndpoint,
+    event: dict[str, Any],
+    now: float,
+) -> str:
     endpoint = created.endpoint
     delivery_id = registry_webhooks.delivery_id_for(endpoint.endpoint_id, event["event_id"])
     queue.enqueue(
         registry,
-        [queue.NewDelivery(delivery_id, endpoint.endpoint_id, endpoint.key_prefix, event["event_id"], orjson.dumps(event))],
+        [
+            queue.NewDelivery(
+                delivery_id,
+                endpoint.endpoint_id,
+                endpoint.key_prefix,
+                event["event_id"],
+                orjson.dumps(event),
+            )
+        ],
         now,
     )
     return delivery_id
@@ -183,7 +209,12 @@ async def test_delivery_retries_on_500_then_succeeds(registry: Registry, serve: 
 
     await engine.run_until_idle()
     first = registry_webhooks.get_delivery(registry, delivery_id)
-    assert (first.status, first.attempts, first.response_code, first.last_error) == ("pending", 1, 500, "HTTP 500")
+    assert (first.status, first.attempts, first.response_code, first.last_error) == (
+        "pending",
+        1,
+        500,
+        "HTTP 500",
+    )
     assert first.next_attempt_at is not None
     assert clock.now <= first.next_attempt_at <= clock.now + 11
 
@@ -363,7 +394,9 @@ async def test_slow_endpoint_never_delays_others(registry: Registry, serve: Any)
 
 
 async def test_engine_rejects_private_name_without_connecting(registry: Registry) -> None:
-    created = registry_webhooks.create_endpoint(registry, key_prefix="acme", url="https://hooks.example.com/x")
+    created = registry_webhooks.create_endpoint(
+        registry, key_prefix="acme", url="https://hooks.example.com/x"
+    )
     resolved: list[str] = []
 
     async def resolver(host: str, port: int) -> list[Any]:
@@ -380,8 +413,12 @@ async def test_engine_rejects_private_name_without_connecting(registry: Registry
     clock = Clock()
     delivery_id = enqueue_event(registry, created, make_event("acme"), clock.now)
     engine = DeliveryEngine(
-        registry, policy=DeliveryPolicy(), network=NetworkPolicy(), client=RefusingClient(),  # type: ignore[arg-type]
-        resolver=resolver, clock=clock,
+        registry,
+        policy=DeliveryPolicy(),
+        network=NetworkPolicy(),
+        client=RefusingClient(),  # type: ignore[arg-type]
+        resolver=resolver,
+        clock=clock,
     )
 
     await engine.run_until_idle()
@@ -396,8 +433,12 @@ async def test_sink_queues_matching_events_once(data_dir: Path, serve: Any) -> N
     receiver = await serve(reply(200))
     registry = Registry(data_dir / "registry.db")
     for tenant in ("acme", "globex"):
-        registry.connection().execute("INSERT INTO tenants (key_prefix, created_at, updated_at) VALUES (?, 0, 0)", (tenant,))
-    clicks = register(registry, receiver.url, event_types=["click"], param_filters={"sub1": "google"})
+        registry.connection().execute(
+            "INSERT INTO tenants (key_prefix, created_at, updated_at) VALUES (?, 0, 0)", (tenant,)
+        )
+    clicks = register(
+        registry, receiver.url, event_types=["click"], param_filters={"sub1": "google"}
+    )
     register(registry, receiver.url, tenant="globex")
     broker = await open_local_broker(data_dir)
     matching = make_event("acme", sub1="google")
@@ -411,9 +452,13 @@ async def test_sink_queues_matching_events_once(data_dir: Path, serve: Any) -> N
     try:
         await publish(broker, TOPIC_EVENTS_CLEAN, events)
         await publish(broker, TOPIC_EVENTS_CLEAN, [matching])
-        settings = WebhookSettings(network=LOOPBACK_ONLY, delivery=DeliveryPolicy(poll_seconds=0.05))
+        settings = WebhookSettings(
+            network=LOOPBACK_ONLY, delivery=DeliveryPolicy(poll_seconds=0.05)
+        )
         sink = WebhookSink(settings)
-        runtime = ConsumerRuntime(sink, broker, consumer_settings(data_dir), registry_factory=lambda: registry)
+        runtime = ConsumerRuntime(
+            sink, broker, consumer_settings(data_dir), registry_factory=lambda: registry
+        )
         task = asyncio.create_task(runtime.run())
         async with asyncio.timeout(15):
             while len(receiver.requests) < 2:

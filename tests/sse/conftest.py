@@ -61,7 +61,10 @@ async def publish(data_dir: Path, events: list[dict[str, Any]], *, per_message: 
             partition = partition_for(event["params"]["key_prefix"], PARTITIONS)
             by_partition.setdefault(partition, []).append(orjson.dumps(event))
         for partition, documents in by_partition.items():
-            payloads = [encode_record_batch(documents[i : i + per_message]) for i in range(0, len(documents), per_message)]
+            payloads = [
+                encode_record_batch(documents[i : i + per_message])
+                for i in range(0, len(documents), per_message)
+            ]
             await broker.publish("events", partition, payloads)
     finally:
         await broker.close()
@@ -107,7 +110,10 @@ def start_gateway(data_dir: Path, **extra: str) -> Gateway:
     log = open(data_dir / "sse.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [sys.executable, "-c", "from tracker.cli.main import main; main()", "sse"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -43,7 +43,9 @@ def page_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.mark.browser
-async def test_browser_eventsource_receives_events(data_dir: Path, page_server: tuple[str, Path]) -> None:
+async def test_browser_eventsource_receives_events(
+    data_dir: Path, page_server: tuple[str, Path]
+) -> None:
     from playwright.async_api import async_playwright
 
     origin, root = page_server
@@ -60,10 +62,14 @@ async def test_browser_eventsource_receives_events(data_dir: Path, page_server: 
                 page = await browser.new_page()
                 await page.goto(f"{origin}/index.html")
                 async with asyncio.timeout(10):
-                    while (await httpx.AsyncClient().get(f"{gateway.url}/health")).json()["connections"] < 1:
+                    while (await httpx.AsyncClient().get(f"{gateway.url}/health")).json()[
+                        "connections"
+                    ] < 1:
                         await asyncio.sleep(0.05)
                 wanted = [make_event("acme", n=str(i)) for i in range(3)]
-                await publish(data_dir, [make_event("globex"), make_event("acme", "postback"), *wanted])
+                await publish(
+                    data_dir, [make_event("globex"), make_event("acme", "postback"), *wanted]
+                )
 
                 await page.wait_for_function("window.received.length >= 3", timeout=10_000)
                 received = await page.evaluate("window.received")
@@ -72,7 +78,9 @@ async def test_browser_eventsource_receives_events(data_dir: Path, page_server: 
     finally:
         stop_gateway(gateway)
 
-    assert [item["data"]["event_id"] for item in received] == [event["event_id"] for event in wanted]
+    assert [item["data"]["event_id"] for item in received] == [
+        event["event_id"] for event in wanted
+    ]
     assert all(item["id"].count("-") == 2 for item in received)
 
 
@@ -84,7 +92,9 @@ def _resources(pid: int) -> tuple[int, int]:
 @pytest.mark.slow
 async def test_thousand_reconnects_release_resources(data_dir: Path) -> None:
     # A closed stream is noticed at the next write, so slots free up one heartbeat later.
-    gateway = start_gateway(data_dir, SSE_MAX_CONNECTIONS_PER_TENANT="2000", SSE_HEARTBEAT_SECONDS="0.2")
+    gateway = start_gateway(
+        data_dir, SSE_MAX_CONNECTIONS_PER_TENANT="2000", SSE_HEARTBEAT_SECONDS="0.2"
+    )
     try:
         await _cycle_thousand_times(gateway)
     finally:
@@ -102,7 +112,9 @@ async def _cycle_thousand_times(gateway: Gateway) -> None:
             async for _chunk in response.aiter_text():
                 break
 
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+    async with httpx.AsyncClient(
+        timeout=10, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as client:
         for _ in range(50):
             await cycle(client)
         await asyncio.sleep(1.5)

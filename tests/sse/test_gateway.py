@@ -14,7 +14,10 @@ from tests.sse.conftest import Gateway, make_event, publish, start_gateway, stop
 
 
 async def read_messages(
-    response: httpx.Response, count: int, timeout: float = 10.0, into: list[dict[str, str]] | None = None
+    response: httpx.Response,
+    count: int,
+    timeout: float = 10.0,
+    into: list[dict[str, str]] | None = None,
 ) -> list[dict[str, str]]:
     """Parse SSE messages (comments skipped) until `count` messages with data arrived."""
     messages: list[dict[str, str]] = into if into is not None else []
@@ -39,7 +42,9 @@ def stream_url(gateway: Gateway, tenant: str = "acme", **query: str) -> str:
     return f"{gateway.url}/events/stream"
 
 
-async def open_stream(client: httpx.AsyncClient, gateway: Gateway, tenant: str = "acme", **query: str) -> Any:
+async def open_stream(
+    client: httpx.AsyncClient, gateway: Gateway, tenant: str = "acme", **query: str
+) -> Any:
     headers = {"Authorization": f"Bearer {gateway.keys[tenant]}"}
     return client.stream("GET", f"{gateway.url}/events/stream", params=query, headers=headers)
 
@@ -69,7 +74,12 @@ async def test_stream_delivers_own_tenant_only(gateway: Gateway) -> None:
 
 
 async def test_stream_key_in_query_and_filters(gateway: Gateway) -> None:
-    params = {"key": gateway.keys["acme"], "event_type": "postback", "param_key": "sub1", "param_value": "google"}
+    params = {
+        "key": gateway.keys["acme"],
+        "event_type": "postback",
+        "param_key": "sub1",
+        "param_value": "google",
+    }
     async with httpx.AsyncClient(timeout=10) as client:
         async with client.stream("GET", f"{gateway.url}/events/stream", params=params) as response:
             assert response.status_code == 200
@@ -77,7 +87,11 @@ async def test_stream_key_in_query_and_filters(gateway: Gateway) -> None:
             wanted = make_event("acme", "postback", sub1="google")
             await publish(
                 gateway.data_dir,
-                [make_event("acme", sub1="google"), make_event("acme", "postback", sub1="bing"), wanted],
+                [
+                    make_event("acme", sub1="google"),
+                    make_event("acme", "postback", sub1="bing"),
+                    wanted,
+                ],
             )
 
             messages = await read_messages(response, 1)
@@ -116,7 +130,9 @@ async def test_admin_key_needs_tenant(gateway: Gateway) -> None:
         assert response.status_code == 400
         assert response.json()["error"]["field"] == "key_prefix"
 
-        async with client.stream("GET", f"{gateway.url}/events/stream", headers=headers, params={"key_prefix": "globex"}) as stream:
+        async with client.stream(
+            "GET", f"{gateway.url}/events/stream", headers=headers, params={"key_prefix": "globex"}
+        ) as stream:
             assert stream.status_code == 200
             await wait_connected(gateway, 1)
             wanted = make_event("globex")
@@ -139,7 +155,9 @@ async def test_last_event_id_resumes_without_gap(gateway: Gateway) -> None:
         await publish(gateway.data_dir, missed, per_message=3)
 
         headers = {"Authorization": f"Bearer {gateway.keys['acme']}", "Last-Event-ID": last_id}
-        async with client.stream("GET", f"{gateway.url}/events/stream", headers=headers) as response:
+        async with client.stream(
+            "GET", f"{gateway.url}/events/stream", headers=headers
+        ) as response:
             await wait_connected(gateway, 1)
             await publish(gateway.data_dir, [make_event("globex"), *later])
             resumed = await read_messages(response, len(missed) + len(later))
@@ -152,11 +170,15 @@ async def test_connection_limit_per_tenant(data_dir: Any) -> None:
     gateway = start_gateway(data_dir, SSE_MAX_CONNECTIONS_PER_TENANT="2")
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            async with await open_stream(client, gateway) as one, await open_stream(client, gateway) as two:
+            async with (
+                await open_stream(client, gateway) as one,
+                await open_stream(client, gateway) as two,
+            ):
                 assert (one.status_code, two.status_code) == (200, 200)
                 await wait_connected(gateway, 2)
                 refused = await client.get(
-                    f"{gateway.url}/events/stream", headers={"Authorization": f"Bearer {gateway.keys['acme']}"}
+                    f"{gateway.url}/events/stream",
+                    headers={"Authorization": f"Bearer {gateway.keys['acme']}"},
                 )
                 assert refused.status_code == 429
                 assert refused.json()["error"]["code"] == "too_many_connections"
@@ -188,7 +210,11 @@ async def test_slow_client_is_disconnected(data_dir: Any) -> None:
                 padding = "p" * 1500
                 total = 0
                 for _ in range(20):
-                    await publish(gateway.data_dir, [make_event("acme", pad=padding) for _ in range(500)], per_message=10)
+                    await publish(
+                        gateway.data_dir,
+                        [make_event("acme", pad=padding) for _ in range(500)],
+                        per_message=10,
+                    )
                     total += 500
                     await asyncio.sleep(0.2)
                     health = (await client.get(f"{gateway.url}/health")).json()

@@ -11,8 +11,14 @@ from tracker.sse.hub import EventFilter, Hub, LiveEvent, TooManyConnections
 from tracker.sse.tailer import parse_last_event_id
 
 
-def live(tenant: str, offset: int = 0, index: int = 0, event_type: str = "click", **params: str) -> LiveEvent:
-    event = {"event_id": f"{tenant}-{offset}-{index}", "event_type": event_type, "params": {"key_prefix": tenant, **params}}
+def live(
+    tenant: str, offset: int = 0, index: int = 0, event_type: str = "click", **params: str
+) -> LiveEvent:
+    event = {
+        "event_id": f"{tenant}-{offset}-{index}",
+        "event_type": event_type,
+        "params": {"key_prefix": tenant, **params},
+    }
     return LiveEvent(2, offset, index, event, orjson.dumps(event))
 
 
@@ -43,7 +49,13 @@ async def test_hub_applies_filters() -> None:
     google = hub.subscribe("acme", EventFilter(param_key="sub1", param_value="google"))
     has_sub1 = hub.subscribe("acme", EventFilter(param_key="sub1"))
 
-    hub.publish([live("acme", 1, sub1="google"), live("acme", 2, event_type="postback", sub1="bing"), live("acme", 3)])
+    hub.publish(
+        [
+            live("acme", 1, sub1="google"),
+            live("acme", 2, event_type="postback", sub1="bing"),
+            live("acme", 3),
+        ]
+    )
 
     assert len(drain(clicks.queue)) == 2
     assert len(drain(google.queue)) == 1

@@ -16,8 +16,8 @@ __all__ = ["sse"]
 
 logger = logging.getLogger(__name__)
 
-# Streams never end on their own and the gateway holds no state to save, so after
-# this pause for Actix to close its sockets the process exits.
+# Streams never end on their own and the gateway keeps no state to save, so the
+# process exits after this pause, which gives Actix time to close its sockets.
 SHUTDOWN_GRACE_SECONDS = 0.5
 
 
@@ -35,8 +35,12 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def sse(
-    host: str = typer.Option(None, "--host", help="Address to listen on; overrides SSE_HOST (default 127.0.0.1)."),
-    port: int = typer.Option(None, "--port", min=1, max=65535, help="TCP port; overrides SSE_PORT (default 3031)."),
+    host: str = typer.Option(
+        None, "--host", help="Address to listen on; overrides SSE_HOST (default 127.0.0.1)."
+    ),
+    port: int = typer.Option(
+        None, "--port", min=1, max=65535, help="TCP port; overrides SSE_PORT (default 3031)."
+    ),
 ) -> None:
     """Stream each tenant's live events at GET /events/stream until SIGTERM or SIGINT."""
     import dataclasses
@@ -62,7 +66,9 @@ def sse(
         turso_url=env.str("TURSO_URL"),
         turso_token=env.str("TURSO_AUTH_TOKEN"),
     )
-    gateway = SseGateway(settings, open_broker(broker_settings), registry, admin_key=env.str("ADMIN_API_KEY"))
+    gateway = SseGateway(
+        settings, open_broker(broker_settings), registry, admin_key=env.str("ADMIN_API_KEY")
+    )
     app = gateway.build_app()
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -16,7 +16,9 @@ __all__ = ["RecentEventIds"]
 class RecentEventIds:
     """Event ids archived recently, in the order they were archived."""
 
-    def __init__(self, window_seconds: float, max_ids: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, window_seconds: float, max_ids: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.window_seconds = window_seconds
         self.max_ids = max_ids
         self._clock = clock

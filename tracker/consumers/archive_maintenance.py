@@ -1,9 +1,9 @@
 """Scheduled upkeep of an archive table: compaction, checkpoints, vacuum, log cleanup.
 
-Commits every few seconds leave many small Parquet files and JSON log entries;
-reads slow down with their number. Compaction rewrites the files of recent
-`date` partitions (older days were compacted when they were recent), a
-checkpoint lets readers skip the JSON log, vacuum deletes files no version
+Commits every few seconds leave many small Parquet files and JSON log entries,
+and reads slow down with their number. Compaction rewrites the files of recent
+`date` partitions, because older days were compacted while they were recent. A
+checkpoint lets readers skip the JSON log. Vacuum deletes files that no version
 within the retention period uses, and log cleanup drops expired log entries.
 """
 
@@ -33,7 +33,9 @@ class MaintenancePolicy:
     target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES
 
 
-def run_maintenance(table: ArchiveTable, policy: MaintenancePolicy, *, now: float | None = None) -> dict[str, Any]:
+def run_maintenance(
+    table: ArchiveTable, policy: MaintenancePolicy, *, now: float | None = None
+) -> dict[str, Any]:
     """Compact, checkpoint, vacuum and clean up the log; return what each step did."""
     started = time.perf_counter()
     delta = table.refresh()
@@ -61,6 +63,10 @@ def run_maintenance(table: ArchiveTable, policy: MaintenancePolicy, *, now: floa
     }
     logger.info(
         "Archive maintenance finished.",
-        extra={**result, "seconds": round(time.perf_counter() - started, 3), "table_uri": table.uri},
+        extra={
+            **result,
+            "seconds": round(time.perf_counter() - started, 3),
+            "table_uri": table.uri,
+        },
     )
     return result

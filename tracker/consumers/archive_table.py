@@ -105,9 +105,9 @@ def events_to_table(events: Sequence[Mapping[str, Any]]) -> ConvertedEvents:
 def _convert_all_valid(events: Sequence[Mapping[str, Any]]) -> pa.Table | None:
     """Convert column by column, or return None if any event is malformed.
 
-    Column-wise list comprehensions and Arrow's own type checks are several times
-    faster than checking each event in Python; `_convert_checking_each` then finds
-    the bad events when this fails.
+    Column-wise list comprehensions and Arrow's own type checks are faster than
+    checking each event in Python. When this fails, `_convert_checking_each`
+    finds the bad events.
     """
     try:
         params = [event["params"] for event in events]
@@ -118,10 +118,15 @@ def _convert_all_valid(events: Sequence[Mapping[str, Any]]) -> pa.Table | None:
         event_ids = pa.array([event["event_id"] for event in events], pa.string())
         event_types = pa.array([event["event_type"] for event in events], pa.string())
         timestamps = pa.array([event["timestamp"] for event in events], pa.int64())
-        strings = [pa.array([event.get(name, "") for event in events], pa.string()) for name in STRING_FIELDS]
+        strings = [
+            pa.array([event.get(name, "") for event in events], pa.string())
+            for name in STRING_FIELDS
+        ]
     except (KeyError, TypeError, AttributeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
-    if any(type(event["timestamp"]) is not int for event in events):  # bool passes Arrow's int64 check
+    if any(
+        type(event["timestamp"]) is not int for event in events
+    ):  # bool passes Arrow's int64 check
         return None
     for column in (event_ids, event_types, key_prefixes, *strings, map_keys, map_values):
         if column.null_count:
@@ -130,10 +135,13 @@ def _convert_all_valid(events: Sequence[Mapping[str, Any]]) -> pa.Table | None:
         if len(column) and pc.min(pc.utf8_length(column)).as_py() == 0:
             return None
     if len(timestamps) and (
-        pc.min(timestamps).as_py() < MIN_TIMESTAMP_MS or pc.max(timestamps).as_py() > MAX_TIMESTAMP_MS
+        pc.min(timestamps).as_py() < MIN_TIMESTAMP_MS
+        or pc.max(timestamps).as_py() > MAX_TIMESTAMP_MS
     ):
         return None
-    return _assemble(event_ids, event_types, timestamps, strings, offsets, map_keys, map_values, key_prefixes)
+    return _assemble(
+        event_ids, event_types, timestamps, strings, offsets, map_keys, map_values, key_prefixes
+    )
 
 
 def _assemble(
@@ -264,7 +272,7 @@ class ArchiveTable:
         """Return the event ids in data files added at or after `since_ms` (Unix ms).
 
         Files are picked by their add time, not by event time, so late events that
-        were archived recently count too; only the `event_id` column is read.
+        were archived recently count too. Only the `event_id` column is read.
         """
         table = self.refresh()
         actions = pa.table(table.get_add_actions(flatten=True))
@@ -276,7 +284,9 @@ class ArchiveTable:
             return pa.chunked_array([], pa.string())
         full = table.to_pyarrow_dataset()
         paths = [path for path in full.files if path in wanted]
-        subset = pa_dataset.dataset(paths, schema=full.schema, format="parquet", filesystem=full.filesystem)
+        subset = pa_dataset.dataset(
+            paths, schema=full.schema, format="parquet", filesystem=full.filesystem
+        )
         return subset.to_table(columns=["event_id"]).column("event_id")
 
 

@@ -81,7 +81,7 @@ SOURCE_TOPICS = {"archiver": TOPIC_EVENTS_CLEAN, "archiver-filtered": TOPIC_EVEN
 
 @dataclass(frozen=True, slots=True)
 class ArchiveSettings:
-    """Where and how often the archiver writes; read from the environment."""
+    """Storage location, commit triggers, maintenance and deduplication settings of the archiver."""
 
     root_uri: str
     storage_options: dict[str, str] = field(default_factory=dict)
@@ -128,7 +128,9 @@ def _storage_from_env(env: Env) -> tuple[str, dict[str, str]]:
         return uri, options
     if uri is not None:
         if "://" in uri and not uri.startswith("file://"):
-            raise ConfigError("ARCHIVE_URI", f"expected a local path or an s3:// URL, got {uri[:50]!r}")
+            raise ConfigError(
+                "ARCHIVE_URI", f"expected a local path or an s3:// URL, got {uri[:50]!r}"
+            )
         return uri, {}
 
     bucket = env.str("R2_BUCKET")
@@ -160,18 +162,21 @@ class _Buffer:
 class ArchiverSink(Sink):
     """Buffers events and appends them to a Delta table with their broker offsets."""
 
-    def __init__(self, name: str, source_topic: str, table_name: str, settings: ArchiveSettings) -> None:
+    def __init__(
+        self, name: str, source_topic: str, table_name: str, settings: ArchiveSettings
+    ) -> None:
         self.name = name
         self.source_topic = source_topic
         self.settings = settings
-        self.table = ArchiveTable(settings.table_uri(table_name), storage_options=settings.storage_options)
+        self.table = ArchiveTable(
+            settings.table_uri(table_name), storage_options=settings.storage_options
+        )
         self.recent = RecentEventIds(settings.dedup_window_seconds, settings.dedup_max_ids)
         self._buffer = _Buffer()
         self._stored: dict[int, int] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._context: SinkContext | None = None
-        self._last_maintenance = time.monotonic()
 
     async def open(self, context: SinkContext) -> None:
         self._context = context
@@ -183,11 +188,17 @@ class ArchiverSink(Sink):
         await self._rewind_broker(partitions)
         logger.info(
             "Archiver opened table.",
-            extra={"consumer": self.name, "partitions_stored": len(self._stored), "recent_ids": len(self.recent)},
+            extra={
+                "consumer": self.name,
+                "partitions_stored": len(self._stored),
+                "recent_ids": len(self.recent),
+            },
         )
         self._tasks.append(asyncio.create_task(self._flush_timer(), name=f"{self.name}-flush"))
         if self.settings.compact_every_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._maintenance_timer(), name=f"{self.name}-maintenance"))
+            self._tasks.append(
+                asyncio.create_task(self._maintenance_timer(), name=f"{self.name}-maintenance")
+            )
 
     async def _rewind_broker(self, partitions: int) -> None:
         # The runtime resumes after the larger of the broker's and the table's offset, and
@@ -201,7 +212,12 @@ class ArchiverSink(Sink):
                 await broker.commit(self.source_topic, self.name, partition, stored)
                 logger.warning(
                     "Moved broker offset back to the archived offset.",
-                    extra={"consumer": self.name, "partition": partition, "from": committed, "to": stored},
+                    extra={
+                        "consumer": self.name,
+                        "partition": partition,
+                        "from": committed,
+                        "to": stored,
+                    },
                 )
 
     async def stored_offsets(self) -> dict[int, int] | None:
@@ -215,7 +231,9 @@ class ArchiverSink(Sink):
 
             indexes = [
                 index
-                for index, offset in enumerate(batch.offsets or [batch.last_offset] * len(batch.events))
+                for index, offset in enumerate(
+                    batch.offsets or [batch.last_offset] * len(batch.events)
+                )
                 if expected is None or offset >= expected
             ]
             converted = events_to_table([batch.events[index] for index in indexes])
@@ -225,7 +243,9 @@ class ArchiverSink(Sink):
             event_ids = converted.table.column("event_id").to_pylist()
             keep = self.recent.take_new(event_ids, self._buffer.event_ids)
             rows = converted.table if all(keep) else converted.table.filter(pa.array(keep))
-            first_for_partition = batch.partition not in self._stored and batch.partition not in self._buffer.offsets
+            first_for_partition = (
+                batch.partition not in self._stored and batch.partition not in self._buffer.offsets
+            )
             if rows.num_rows:
                 if not self._buffer.tables:
                     self._buffer.started = time.monotonic()
@@ -235,7 +255,11 @@ class ArchiverSink(Sink):
 
             # A partition's first commit happens at once, so the broker is never ahead of
             # a partition the table has no offset for.
-            if first_for_partition or self._buffer.rows >= self.settings.commit_events or self._due():
+            if (
+                first_for_partition
+                or self._buffer.rows >= self.settings.commit_events
+                or self._due()
+            ):
                 await self._flush()
 
     async def _expected_offset(self, partition: int) -> int | None:
@@ -248,7 +272,9 @@ class ArchiverSink(Sink):
     async def _rewind_on_gap(self, partition: int, expected: int) -> None:
         # Another member may have archived further since we read the table: check again.
         assert self._context is not None
-        fresh = await asyncio.to_thread(self.table.stored_offsets, self.name, self._context.broker.partitions)
+        fresh = await asyncio.to_thread(
+            self.table.stored_offsets, self.name, self._context.broker.partitions
+        )
         self._stored.update(fresh)
         stored = fresh.get(partition)
         if partition not in self._buffer.offsets and stored is not None and stored + 1 >= expected:
@@ -260,7 +286,10 @@ class ArchiverSink(Sink):
         )
 
     def _due(self) -> bool:
-        return bool(self._buffer.tables) and time.monotonic() - self._buffer.started >= self.settings.commit_seconds
+        return (
+            bool(self._buffer.tables)
+            and time.monotonic() - self._buffer.started >= self.settings.commit_seconds
+        )
 
     async def _flush(self) -> None:
         buffer = self._buffer
@@ -273,9 +302,16 @@ class ArchiverSink(Sink):
         except Exception as error:
             logger.warning(
                 "Retrying after error.",
-                extra={"consumer": self.name, "operation": "delta_append", "rows": rows.num_rows, "error": str(error)[:300]},
+                extra={
+                    "consumer": self.name,
+                    "operation": "delta_append",
+                    "rows": rows.num_rows,
+                    "error": str(error)[:300],
+                },
             )
-            raise RetryableSinkError(f"Delta append of {rows.num_rows} rows failed: {error}") from error
+            raise RetryableSinkError(
+                f"Delta append of {rows.num_rows} rows failed: {error}"
+            ) from error
         self._stored.update(buffer.offsets)
         self.recent.add(buffer.event_ids)
         self._buffer = _Buffer()
@@ -313,7 +349,9 @@ class ArchiverSink(Sink):
 
     async def maintain(self, policy: MaintenancePolicy | None = None) -> dict[str, Any]:
         """Compact recent partitions, checkpoint and vacuum, between appends."""
-        policy = policy or MaintenancePolicy(vacuum_retention_hours=self.settings.vacuum_retention_hours)
+        policy = policy or MaintenancePolicy(
+            vacuum_retention_hours=self.settings.vacuum_retention_hours
+        )
         async with self._lock:
             try:
                 return await asyncio.to_thread(run_maintenance, self.table, policy)
@@ -336,15 +374,28 @@ class ArchiverSink(Sink):
                 await self._flush()
             except RetryableSinkError:
                 # The broker offsets are moved back to the table at the next start.
-                logger.error("Archiver closed with unflushed events.", extra={"consumer": self.name, "rows": self._buffer.rows})
+                logger.error(
+                    "Archiver closed with unflushed events.",
+                    extra={"consumer": self.name, "rows": self._buffer.rows},
+                )
 
 
 def create_sink(env: Env) -> ArchiverSink:
     """Build the `archiver` sink: events-clean into `<root>/events`."""
-    return ArchiverSink("archiver", SOURCE_TOPICS["archiver"], TABLE_NAMES["archiver"], ArchiveSettings.from_env(env))
+    return ArchiverSink(
+        "archiver",
+        SOURCE_TOPICS["archiver"],
+        TABLE_NAMES["archiver"],
+        ArchiveSettings.from_env(env),
+    )
 
 
 def create_filtered_sink(env: Env) -> ArchiverSink:
     """Build the `archiver-filtered` sink: events-filtered into `<root>/events_filtered`."""
     settings = ArchiveSettings.from_env(env)
-    return ArchiverSink("archiver-filtered", SOURCE_TOPICS["archiver-filtered"], TABLE_NAMES["archiver-filtered"], settings)
+    return ArchiverSink(
+        "archiver-filtered",
+        SOURCE_TOPICS["archiver-filtered"],
+        TABLE_NAMES["archiver-filtered"],
+        settings,
+    )

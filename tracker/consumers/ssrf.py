@@ -58,7 +58,7 @@ class DestinationRejected(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NetworkPolicy:
-    """Which non-global destinations webhooks may reach."""
+    """Non-global address ranges that webhooks may reach."""
 
     allow_private: bool = False
     allowed_cidrs: tuple[IPNetwork, ...] = ()
@@ -108,7 +108,9 @@ def _blocked_reason(address: IPAddress) -> str | None:
 
 def check_address(address: IPAddress, policy: NetworkPolicy) -> None:
     """Raise DestinationRejected unless `policy` allows connecting to `address`."""
-    if any(address in network for network in policy.allowed_cidrs if network.version == address.version):
+    if any(
+        address in network for network in policy.allowed_cidrs if network.version == address.version
+    ):
         return
     embedded = _embedded_ipv4(address)
     if embedded is not None:
@@ -139,13 +141,15 @@ class ParsedUrl:
 def check_url(url: str, policy: NetworkPolicy) -> ParsedUrl:
     """Validate a webhook URL's form and, for a literal IP host, its address.
 
-    Host names are not resolved here: that happens at each delivery, because the
-    answer can change. Names under `localhost` are rejected like 127.0.0.1.
+    Host names are not resolved here but at each delivery, because DNS records
+    can change. Names under `localhost` are rejected like 127.0.0.1.
     """
     if not isinstance(url, str) or not url:
         raise DestinationRejected("url: is required, for example https://example.com/hooks")
     if len(url) > MAX_URL_LENGTH:
-        raise DestinationRejected(f"url: is {len(url)} characters long, the maximum is {MAX_URL_LENGTH}")
+        raise DestinationRejected(
+            f"url: is {len(url)} characters long, the maximum is {MAX_URL_LENGTH}"
+        )
     if any(ord(character) < 0x21 or ord(character) == 0x7F for character in url):
         raise DestinationRejected("url: contains whitespace or control characters")
     try:
@@ -154,9 +158,13 @@ def check_url(url: str, policy: NetworkPolicy) -> ParsedUrl:
     except ValueError as error:
         raise DestinationRejected(f"url: is not a valid URL ({error})") from None
     if parts.scheme not in ("http", "https"):
-        raise DestinationRejected(f"url: the scheme must be http or https, got {parts.scheme[:20]!r}")
+        raise DestinationRejected(
+            f"url: the scheme must be http or https, got {parts.scheme[:20]!r}"
+        )
     if parts.username is not None or parts.password is not None:
-        raise DestinationRejected("url: must not contain credentials; sign requests with the webhook secret")
+        raise DestinationRejected(
+            "url: must not contain credentials; sign requests with the webhook secret"
+        )
     if parts.fragment:
         raise DestinationRejected("url: must not contain a fragment")
     host = parts.hostname
@@ -191,10 +199,12 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-async def resolve_destination(parsed: ParsedUrl, policy: NetworkPolicy, resolver: Resolver) -> IPAddress:
+async def resolve_destination(
+    parsed: ParsedUrl, policy: NetworkPolicy, resolver: Resolver
+) -> IPAddress:
     """Return the address to connect to; every resolved address must pass `policy`.
 
-    Rejecting the whole name when any one answer is blocked keeps a host with a
+    Rejecting the whole name when any one address is blocked keeps a host with a
     public and a private record from reaching the private one on a retry.
     """
     if parsed.literal is not None:

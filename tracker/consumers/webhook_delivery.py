@@ -6,10 +6,11 @@ host, checks every address against the SSRF policy and connects to the checked
 address (the Host header and TLS SNI keep the name), so a later DNS answer
 cannot redirect it.
 
-Outcomes: 2xx delivers; a timeout, connection error, 429 or 5xx is retried with
-full-jitter exponential backoff (or after `Retry-After`, capped) up to
-`max_attempts`; any other status (3xx included: redirects are not followed), a
-rejected destination or an exhausted attempt count makes the delivery dead.
+A 2xx response delivers. A timeout, connection error, 429 or 5xx is retried
+with full-jitter exponential backoff, or after `Retry-After` (capped), up to
+`max_attempts`. Any other status makes the delivery dead, and so do a rejected
+destination and an exhausted attempt count. Redirects are not followed, so a
+3xx is such a status.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from typing import Any
 import httpx
 
 from tracker.consumers import webhook_queue as queue
-from tracker.consumers.ssrf import DestinationRejected, NetworkPolicy, Resolver, check_url, resolve_destination, system_resolver
+from tracker.consumers.ssrf import (
+    DestinationRejected,
+    NetworkPolicy,
+    Resolver,
+    check_url,
+    resolve_destination,
+    system_resolver,
+)
 from tracker.registry.webhooks import WebhookEndpoint
 
 __all__ = ["DeliveryEngine", "DeliveryPolicy", "Outcome", "parse_retry_after", "sign"]
@@ -47,7 +55,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Return the delay in seconds a `Retry-After` header asks for (delta-seconds or HTTP date)."""
+    """Return the delay in seconds that a `Retry-After` value requests (delta-seconds or HTTP date)."""
     if not value:
         return None
     value = value.strip()
@@ -78,7 +86,9 @@ class DeliveryPolicy:
 
     def backoff(self, attempts: int, rng: random.Random) -> float:
         """Return a full-jitter delay after `attempts` failed attempts: uniform in [0, min(max, base * 2^(n-1))]."""
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(0, attempts - 1))
+        ceiling = min(
+            self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(0, attempts - 1)
+        )
         return rng.uniform(0, ceiling)
 
 
@@ -135,7 +145,9 @@ class DeliveryEngine:
         for endpoint_id, (endpoint, secret) in self._targets.items():
             running = self._in_flight.setdefault(endpoint_id, set())
             free = self.policy.endpoint_concurrency - len(running)
-            claimed = await asyncio.to_thread(queue.claim_due, self.registry, endpoint_id, now, free)
+            claimed = await asyncio.to_thread(
+                queue.claim_due, self.registry, endpoint_id, now, free
+            )
             for delivery in claimed:
                 task = asyncio.create_task(self._deliver(endpoint, secret, delivery))
                 running.add(task)
@@ -166,7 +178,9 @@ class DeliveryEngine:
                 try:
                     await self.dispatch_due()
                 except Exception as error:  # the registry may be locked or gone for a moment
-                    logger.error("Webhook dispatch failed; retrying.", extra={"error": str(error)[:300]})
+                    logger.error(
+                        "Webhook dispatch failed; retrying.", extra={"error": str(error)[:300]}
+                    )
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.policy.poll_seconds)
@@ -180,13 +194,35 @@ class DeliveryEngine:
             if self._owns_client:
                 await self.client.aclose()
 
-    async def _deliver(self, endpoint: WebhookEndpoint, secret: str, delivery: queue.DueDelivery) -> None:
+    async def _deliver(
+        self, endpoint: WebhookEndpoint, secret: str, delivery: queue.DueDelivery
+    ) -> None:
         attempts = delivery.attempts + 1
-        outcome = await self.attempt(endpoint, secret, delivery)
+        try:
+            outcome = await self.attempt(endpoint, secret, delivery)
+        except Exception as error:  # an unexpected client error must not leave the row claimed
+            logger.exception(
+                "Webhook attempt failed unexpectedly.", extra={"delivery_id": delivery.delivery_id}
+            )
+            outcome = Outcome(
+                delivered=False, retryable=True, error=f"unexpected error: {type(error).__name__}"
+            )
         now = self.clock()
-        log = {"key_prefix": endpoint.key_prefix, "endpoint_id": endpoint.endpoint_id, "delivery_id": delivery.delivery_id, "attempts": attempts}
+        log = {
+            "key_prefix": endpoint.key_prefix,
+            "endpoint_id": endpoint.endpoint_id,
+            "delivery_id": delivery.delivery_id,
+            "attempts": attempts,
+        }
         if outcome.delivered:
-            await asyncio.to_thread(queue.mark_delivered, self.registry, delivery.delivery_id, attempts, outcome.code or 0, now)
+            await asyncio.to_thread(
+                queue.mark_delivered,
+                self.registry,
+                delivery.delivery_id,
+                attempts,
+                outcome.code or 0,
+                now,
+            )
             logger.debug("Delivered webhook.", extra={**log, "status": outcome.code})
             return
         error = outcome.error or f"HTTP {outcome.code}"
@@ -195,15 +231,29 @@ class DeliveryEngine:
             if outcome.retry_after is not None:
                 delay = min(max(delay, outcome.retry_after), self.policy.retry_after_max_seconds)
             await asyncio.to_thread(
-                queue.schedule_retry, self.registry, delivery.delivery_id, attempts, error, outcome.code, now + delay, now
+                queue.schedule_retry,
+                self.registry,
+                delivery.delivery_id,
+                attempts,
+                error,
+                outcome.code,
+                now + delay,
+                now,
             )
-            logger.info("Retrying webhook after error.", extra={**log, "error": error, "delay_seconds": round(delay, 3)})
+            logger.info(
+                "Retrying webhook after error.",
+                extra={**log, "error": error, "delay_seconds": round(delay, 3)},
+            )
             return
-        await asyncio.to_thread(queue.mark_dead, self.registry, delivery.delivery_id, attempts, error, outcome.code, now)
+        await asyncio.to_thread(
+            queue.mark_dead, self.registry, delivery.delivery_id, attempts, error, outcome.code, now
+        )
         logger.warning("Webhook delivery is dead.", extra={**log, "error": error})
 
-    async def attempt(self, endpoint: WebhookEndpoint, secret: str, delivery: queue.DueDelivery) -> Outcome:
-        """Send one signed POST and classify the result; never raises for network errors."""
+    async def attempt(
+        self, endpoint: WebhookEndpoint, secret: str, delivery: queue.DueDelivery
+    ) -> Outcome:
+        """Send one signed POST and classify the result; timeouts and transport errors become outcomes."""
         try:
             parsed = check_url(endpoint.url, self.network)
             address = await resolve_destination(parsed, self.network, self.resolver)
@@ -246,18 +296,37 @@ class DeliveryEngine:
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
-            return Outcome(delivered=False, retryable=True, error=f"timed out after {self.policy.timeout_seconds:g} s")
+            return Outcome(
+                delivered=False,
+                retryable=True,
+                error=f"timed out after {self.policy.timeout_seconds:g} s",
+            )
         except httpx.TransportError as error:
-            return Outcome(delivered=False, retryable=True, error=f"connection failed: {type(error).__name__}: {error}"[:300])
+            return Outcome(
+                delivered=False,
+                retryable=True,
+                error=f"connection failed: {type(error).__name__}: {error}"[:300],
+            )
 
         code = response.status_code
         if 200 <= code < 300:
             return Outcome(delivered=True, retryable=False, code=code)
         if code == 429 or code >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock())
-            return Outcome(delivered=False, retryable=True, code=code, error=f"HTTP {code}", retry_after=retry_after)
+            return Outcome(
+                delivered=False,
+                retryable=True,
+                code=code,
+                error=f"HTTP {code}",
+                retry_after=retry_after,
+            )
         if 300 <= code < 400:
-            return Outcome(delivered=False, retryable=False, code=code, error=f"HTTP {code}: redirects are not followed")
+            return Outcome(
+                delivered=False,
+                retryable=False,
+                code=code,
+                error=f"HTTP {code}: redirects are not followed",
+            )
         return Outcome(delivered=False, retryable=False, code=code, error=f"HTTP {code}")
 
     async def _read_capped(self, response: httpx.Response) -> int:

@@ -64,7 +64,7 @@ def load_targets(registry: Any) -> list[tuple[WebhookEndpoint, str]]:
 
 
 def _ceil_seconds(value: float) -> int:
-    return int(math.ceil(value))
+    return math.ceil(value)
 
 
 def enqueue(registry: Any, deliveries: Sequence[NewDelivery], now: float) -> int:
@@ -82,7 +82,16 @@ def enqueue(registry: Any, deliveries: Sequence[NewDelivery], now: float) -> int
             " status, attempts, next_attempt_at, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             [
-                (d.delivery_id, d.endpoint_id, d.key_prefix, d.event_id, d.event.decode("utf-8"), stamp, stamp, stamp)
+                (
+                    d.delivery_id,
+                    d.endpoint_id,
+                    d.key_prefix,
+                    d.event_id,
+                    d.event.decode("utf-8"),
+                    stamp,
+                    stamp,
+                    stamp,
+                )
                 for d in deliveries
             ],
         )
@@ -123,30 +132,54 @@ def release_claims(registry: Any, now: float, *, older_than: float | None = None
 
 
 def _finish(
-    registry: Any, delivery_id: str, status: str, attempts: int, error: str | None, code: int | None,
-    next_at: int | None, now: float,
+    registry: Any,
+    delivery_id: str,
+    status: str,
+    attempts: int,
+    error: str | None,
+    code: int | None,
+    next_at: int | None,
+    now: float,
 ) -> None:
     with registry.transaction() as connection:
         connection.execute(
             "UPDATE webhook_deliveries SET status = ?, attempts = ?, last_error = ?, response_code = ?,"
             " next_attempt_at = ?, updated_at = ? WHERE delivery_id = ?",
-            (status, attempts, error[:MAX_ERROR_LENGTH] if error else None, code, next_at, int(now), delivery_id),
+            (
+                status,
+                attempts,
+                error[:MAX_ERROR_LENGTH] if error else None,
+                code,
+                next_at,
+                int(now),
+                delivery_id,
+            ),
         )
 
 
 def mark_delivered(registry: Any, delivery_id: str, attempts: int, code: int, now: float) -> None:
-    """Record a 2xx answer."""
+    """Record a delivery that got a 2xx response."""
     _finish(registry, delivery_id, "delivered", attempts, None, code, None, now)
 
 
 def schedule_retry(
-    registry: Any, delivery_id: str, attempts: int, error: str, code: int | None, next_attempt_at: float, now: float
+    registry: Any,
+    delivery_id: str,
+    attempts: int,
+    error: str,
+    code: int | None,
+    next_attempt_at: float,
+    now: float,
 ) -> None:
     """Record a failed attempt and when to try again (rounded up to whole seconds)."""
-    _finish(registry, delivery_id, "pending", attempts, error, code, _ceil_seconds(next_attempt_at), now)
+    _finish(
+        registry, delivery_id, "pending", attempts, error, code, _ceil_seconds(next_attempt_at), now
+    )
 
 
-def mark_dead(registry: Any, delivery_id: str, attempts: int, error: str, code: int | None, now: float) -> None:
+def mark_dead(
+    registry: Any, delivery_id: str, attempts: int, error: str, code: int | None, now: float
+) -> None:
     """Give up on a delivery; it stays listed as a dead letter until replayed."""
     _finish(registry, delivery_id, "dead", attempts, error, code, None, now)
 

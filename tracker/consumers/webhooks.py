@@ -4,7 +4,7 @@
 one registry transaction before it returns, so an event is never lost between
 the broker and the queue, and UNIQUE(endpoint_id, event_id) makes redelivered
 events no-ops. A `DeliveryEngine` task sends the rows (see `webhook_delivery`).
-The consumer reads `events-clean` unless `WEBHOOK_SOURCE_TOPIC` says otherwise.
+The consumer reads `events-clean` unless `WEBHOOK_SOURCE_TOPIC` names `events`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN
 from tracker.consumers import webhook_queue as queue
@@ -34,8 +34,8 @@ class WebhookSettings:
     """Source topic, delivery policy and network policy of the webhook consumer."""
 
     source_topic: str = TOPIC_EVENTS_CLEAN
-    delivery: DeliveryPolicy = DeliveryPolicy()
-    network: NetworkPolicy = NetworkPolicy()
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
     endpoints_refresh_seconds: float = 5.0
 
     @classmethod
@@ -45,16 +45,24 @@ class WebhookSettings:
             timeout_seconds=env.float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1),
             backoff_base_seconds=env.float("WEBHOOK_BACKOFF_BASE_SECONDS", 1.0, minimum=0.0),
             backoff_max_seconds=env.float("WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0, minimum=0.0),
-            retry_after_max_seconds=env.float("WEBHOOK_RETRY_AFTER_MAX_SECONDS", 3600.0, minimum=0.0),
+            retry_after_max_seconds=env.float(
+                "WEBHOOK_RETRY_AFTER_MAX_SECONDS", 3600.0, minimum=0.0
+            ),
             endpoint_concurrency=env.int("WEBHOOK_ENDPOINT_CONCURRENCY", 4, minimum=1, maximum=256),
-            max_response_bytes=env.int("WEBHOOK_MAX_RESPONSE_BYTES", 4096, minimum=0, maximum=1 << 20),
+            max_response_bytes=env.int(
+                "WEBHOOK_MAX_RESPONSE_BYTES", 4096, minimum=0, maximum=1 << 20
+            ),
             poll_seconds=env.float("WEBHOOK_POLL_SECONDS", 0.5, minimum=0.01),
         )
         return cls(
-            source_topic=env.choice("WEBHOOK_SOURCE_TOPIC", TOPIC_EVENTS_CLEAN, (TOPIC_EVENTS_CLEAN, TOPIC_EVENTS)),
+            source_topic=env.choice(
+                "WEBHOOK_SOURCE_TOPIC", TOPIC_EVENTS_CLEAN, (TOPIC_EVENTS_CLEAN, TOPIC_EVENTS)
+            ),
             delivery=delivery,
             network=NetworkPolicy.from_env(env),
-            endpoints_refresh_seconds=env.float("WEBHOOK_ENDPOINTS_REFRESH_SECONDS", 5.0, minimum=0.0),
+            endpoints_refresh_seconds=env.float(
+                "WEBHOOK_ENDPOINTS_REFRESH_SECONDS", 5.0, minimum=0.0
+            ),
         )
 
 
@@ -74,7 +82,9 @@ class WebhookSink(Sink):
 
     async def open(self, context: SinkContext) -> None:
         self._registry = context.registry
-        self.engine = DeliveryEngine(self._registry, policy=self.settings.delivery, network=self.settings.network)
+        self.engine = DeliveryEngine(
+            self._registry, policy=self.settings.delivery, network=self.settings.network
+        )
         self._engine_task = asyncio.create_task(self.engine.run(), name="webhook-delivery")
 
     async def _endpoints_by_tenant(self) -> dict[str, list[WebhookEndpoint]]:
@@ -109,11 +119,17 @@ class WebhookSink(Sink):
         if not deliveries:
             return
         try:
-            inserted = await asyncio.to_thread(queue.enqueue, self._registry, deliveries, time.time())
+            inserted = await asyncio.to_thread(
+                queue.enqueue, self._registry, deliveries, time.time()
+            )
         except Exception as error:
             # sqlite3.OperationalError (database locked) and libSQL network errors are transient.
-            raise RetryableSinkError(f"storing {len(deliveries)} webhook deliveries failed: {error}") from error
-        logger.debug("Queued webhook deliveries.", extra={"partition": batch.partition, "count": inserted})
+            raise RetryableSinkError(
+                f"storing {len(deliveries)} webhook deliveries failed: {error}"
+            ) from error
+        logger.debug(
+            "Queued webhook deliveries.", extra={"partition": batch.partition, "count": inserted}
+        )
         if self.engine is not None:
             self.engine.wake()
 
@@ -128,4 +144,3 @@ class WebhookSink(Sink):
 def create_sink(env: Env) -> WebhookSink:
     """Build the `webhooks` sink from the environment."""
     return WebhookSink(WebhookSettings.from_env(env))
-

@@ -59,8 +59,8 @@ _EVENT_TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _ENDPOINT_ID_PATTERN = re.compile(r"wh_[0-9a-f]{24}")
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _now() -> int:
+    return int(time.time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,9 @@ def _validate_param_filters(param_filters: Mapping[str, str]) -> dict[str, str]:
     if not isinstance(param_filters, Mapping):
         raise ValueError("param_filters: expected an object of param key to value")
     if len(param_filters) > MAX_PARAM_FILTERS:
-        raise ValueError(f"param_filters: {len(param_filters)} given, the maximum is {MAX_PARAM_FILTERS}")
+        raise ValueError(
+            f"param_filters: {len(param_filters)} given, the maximum is {MAX_PARAM_FILTERS}"
+        )
     filters: dict[str, str] = {}
     for key, value in param_filters.items():
         if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARAM_KEY_LENGTH:
@@ -175,9 +177,7 @@ def _validate_param_filters(param_filters: Mapping[str, str]) -> dict[str, str]:
     return filters
 
 
-_ENDPOINT_COLUMNS = (
-    "endpoint_id, key_prefix, url, event_types, param_filters, description, status, created_at, updated_at"
-)
+_ENDPOINT_COLUMNS = "endpoint_id, key_prefix, url, event_types, param_filters, description, status, created_at, updated_at"
 
 
 def _row_to_endpoint(row: Sequence[Any]) -> WebhookEndpoint:
@@ -214,13 +214,20 @@ def create_endpoint(
     types = _validate_event_types(event_types)
     filters = _validate_param_filters(param_filters or {})
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LENGTH:
-        raise ValueError(f"description: must be a string of at most {MAX_DESCRIPTION_LENGTH} characters")
+        raise ValueError(
+            f"description: must be a string of at most {MAX_DESCRIPTION_LENGTH} characters"
+        )
 
     endpoint_id = f"wh_{secrets.token_hex(12)}"
     secret = SECRET_TEXT_PREFIX + secrets.token_urlsafe(32)
-    now = _now_ms()
+    now = _now()
     with registry.transaction() as connection:
-        if connection.execute("SELECT 1 FROM tenants WHERE key_prefix = ?", (key_prefix,)).fetchone() is None:
+        if (
+            connection.execute(
+                "SELECT 1 FROM tenants WHERE key_prefix = ?", (key_prefix,)
+            ).fetchone()
+            is None
+        ):
             raise NotFound(f"tenant {str(key_prefix)[:50]!r} not found")
         connection.execute(
             f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLUMNS}, secret) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
@@ -249,11 +256,16 @@ def create_endpoint(
     return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
 
-def get_endpoint(registry: Any, endpoint_id: str, *, key_prefix: str | None = None) -> WebhookEndpoint:
+def get_endpoint(
+    registry: Any, endpoint_id: str, *, key_prefix: str | None = None
+) -> WebhookEndpoint:
     """Return one endpoint; with `key_prefix`, only if it belongs to that tenant."""
     row = (
         registry.connection()
-        .execute(f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,))
+        .execute(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = ?",
+            (endpoint_id,),
+        )
         .fetchone()
     )
     if row is None or (key_prefix is not None and row[1] != key_prefix):
@@ -282,7 +294,7 @@ def set_endpoint_status(
     with registry.transaction() as connection:
         connection.execute(
             "UPDATE webhook_endpoints SET status = ?, updated_at = ? WHERE endpoint_id = ?",
-            (status, _now_ms(), endpoint_id),
+            (status, _now(), endpoint_id),
         )
     return get_endpoint(registry, endpoint_id)
 
@@ -312,7 +324,10 @@ def get_delivery(registry: Any, delivery_id: str, *, key_prefix: str | None = No
     """Return one delivery; with `key_prefix`, only if it belongs to that tenant."""
     row = (
         registry.connection()
-        .execute(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,))
+        .execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?",
+            (delivery_id,),
+        )
         .fetchone()
     )
     if row is None or (key_prefix is not None and row[2] != key_prefix):
@@ -329,14 +344,20 @@ def list_deliveries(
     limit: int = 100,
     before: int | None = None,
 ) -> list[Delivery]:
-    """List deliveries newest first; `before` (Unix ms of created_at) pages backwards."""
+    """List deliveries newest first; `before` (Unix seconds of created_at) pages backwards."""
     if status is not None and status not in DELIVERY_STATUSES:
-        raise ValueError(f"status: must be one of {', '.join(DELIVERY_STATUSES)}, got {str(status)[:50]!r}")
+        raise ValueError(
+            f"status: must be one of {', '.join(DELIVERY_STATUSES)}, got {str(status)[:50]!r}"
+        )
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
         raise ValueError(f"limit: must be an integer from 1 to {MAX_LIST_LIMIT}")
     conditions: list[str] = []
     args: list[Any] = []
-    for column, value in (("key_prefix", key_prefix), ("endpoint_id", endpoint_id), ("status", status)):
+    for column, value in (
+        ("key_prefix", key_prefix),
+        ("endpoint_id", endpoint_id),
+        ("status", status),
+    ):
         if value is not None:
             conditions.append(f"{column} = ?")
             args.append(value)
@@ -361,7 +382,12 @@ def list_dead_letters(
 ) -> list[Delivery]:
     """List deliveries that were given up on, newest first, with their last error."""
     return list_deliveries(
-        registry, key_prefix=key_prefix, endpoint_id=endpoint_id, status="dead", limit=limit, before=before
+        registry,
+        key_prefix=key_prefix,
+        endpoint_id=endpoint_id,
+        status="dead",
+        limit=limit,
+        before=before,
     )
 
 
@@ -371,15 +397,18 @@ def replay(registry: Any, delivery_id: str, *, key_prefix: str | None = None) ->
     Raises Conflict while the delivery is still pending or in flight, because the
     consumer will send it anyway.
     """
-    now = _now_ms()
+    now = _now()
     with registry.transaction() as connection:
         row = connection.execute(
-            "SELECT key_prefix, status FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
+            "SELECT key_prefix, status FROM webhook_deliveries WHERE delivery_id = ?",
+            (delivery_id,),
         ).fetchone()
         if row is None or (key_prefix is not None and row[0] != key_prefix):
             raise NotFound(f"webhook delivery {str(delivery_id)[:50]!r} not found")
         if row[1] in ("pending", "delivering"):
-            raise Conflict(f"webhook delivery {delivery_id} is {row[1]}; only dead or delivered ones can be replayed")
+            raise Conflict(
+                f"webhook delivery {delivery_id} is {row[1]}; only dead or delivered ones can be replayed"
+            )
         connection.execute(
             "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
             " WHERE delivery_id = ?",

@@ -68,14 +68,18 @@ def _query(request: Any, name: str) -> str | None:
     if value is None or value == "":
         return None
     if len(value) > MAX_FILTER_LENGTH:
-        raise _BadRequest(name, f"{name} is {len(value)} characters long, the maximum is {MAX_FILTER_LENGTH}")
+        raise _BadRequest(
+            name, f"{name} is {len(value)} characters long, the maximum is {MAX_FILTER_LENGTH}"
+        )
     return value
 
 
 class SseGateway:
     """The hub, the broker tailer and the Robyn routes that stream from them."""
 
-    def __init__(self, settings: SseSettings, broker: Broker, registry: Any, *, admin_key: str | None = None) -> None:
+    def __init__(
+        self, settings: SseSettings, broker: Broker, registry: Any, *, admin_key: str | None = None
+    ) -> None:
         self.settings = settings
         self.broker = broker
         self.registry = registry
@@ -86,7 +90,10 @@ class SseGateway:
             grace_seconds=settings.slow_client_grace_seconds,
         )
         self.tailer = BrokerTailer(
-            broker, self.hub, poll_seconds=settings.poll_seconds, read_messages=settings.read_messages
+            broker,
+            self.hub,
+            poll_seconds=settings.poll_seconds,
+            read_messages=settings.read_messages,
         )
         self._tailer_task: asyncio.Task[None] | None = None
 
@@ -102,7 +109,10 @@ class SseGateway:
         await self.broker.connect()
         await self.tailer.start_at_end()
         self._tailer_task = asyncio.create_task(self.tailer.run(), name="sse-tailer")
-        logger.info("SSE gateway started.", extra={"port": self.settings.port, "partitions": self.broker.partitions})
+        logger.info(
+            "SSE gateway started.",
+            extra={"port": self.settings.port, "partitions": self.broker.partitions},
+        )
 
     async def _shutdown(self) -> None:
         if self._tailer_task is not None:
@@ -112,24 +122,36 @@ class SseGateway:
 
     async def _health(self, request: Any) -> Response:
         body = {
-            "status": "ok" if self._tailer_task is not None and not self._tailer_task.done() else "starting",
+            "status": "ok"
+            if self._tailer_task is not None and not self._tailer_task.done()
+            else "starting",
             "connections": self.hub.connection_count(),
             "overflows": self.hub.overflows,
             "pid": os.getpid(),
         }
         return Response(
-            status_code=200, headers=Headers({"Content-Type": "application/json"}), description=orjson.dumps(body).decode()
+            status_code=200,
+            headers=Headers({"Content-Type": "application/json"}),
+            description=orjson.dumps(body).decode(),
         )
 
     async def _authenticate(self, request: Any) -> str:
         header = request.headers.get("authorization") or ""
-        raw_key = header[7:].strip() if header[:7].lower() == "bearer " else request.query_params.get("key", "")
-        api_key = await asyncio.to_thread(verify_api_key, self.registry, raw_key or "", admin_key=self.admin_key)
+        raw_key = (
+            header[7:].strip()
+            if header[:7].lower() == "bearer "
+            else request.query_params.get("key", "")
+        )
+        api_key = await asyncio.to_thread(
+            verify_api_key, self.registry, raw_key or "", admin_key=self.admin_key
+        )
         if api_key.key_prefix is not None:
             return api_key.key_prefix
         tenant = _query(request, "key_prefix")
         if tenant is None:
-            raise _BadRequest("key_prefix", "an admin key must name the tenant to stream with ?key_prefix=")
+            raise _BadRequest(
+                "key_prefix", "an admin key must name the tenant to stream with ?key_prefix="
+            )
         return tenant
 
     async def _stream(self, request: Any) -> Any:
@@ -139,11 +161,15 @@ class SseGateway:
             param_key = _query(request, "param_key")
             param_value = _query(request, "param_value")
             if param_value is not None and param_key is None:
-                raise _BadRequest("param_value", "param_value needs param_key: name the param to compare")
+                raise _BadRequest(
+                    "param_value", "param_value needs param_key: name the param to compare"
+                )
             last_event_id = request.headers.get("last-event-id") or _query(request, "last_event_id")
             resume = parse_last_event_id(last_event_id, self.broker.partitions)
             if last_event_id and resume is None:
-                raise _BadRequest("last_event_id", "Last-Event-ID must read <partition>-<offset>-<index>")
+                raise _BadRequest(
+                    "last_event_id", "Last-Event-ID must read <partition>-<offset>-<index>"
+                )
         except AuthenticationError as error:
             return _error(401, f"api_key_{error.reason}", str(error), "key")
         except _BadRequest as error:
@@ -154,7 +180,11 @@ class SseGateway:
             subscription = self.hub.subscribe(tenant, event_filter)
         except TooManyConnections:
             limit = self.settings.max_connections_per_tenant
-            return _error(429, "too_many_connections", f"this tenant already has {limit} open streams, the maximum")
+            return _error(
+                429,
+                "too_many_connections",
+                f"this tenant already has {limit} open streams, the maximum",
+            )
         logger.debug("SSE client connected.", extra={"key_prefix": tenant})
         headers = Headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         origin = request.headers.get("origin")
@@ -163,13 +193,19 @@ class SseGateway:
             headers.set("Vary", "Origin")
         return SSEResponse(self._messages(subscription, resume), headers=headers)
 
-    async def _messages(self, subscription: Subscription, resume: tuple[int, int, int] | None) -> AsyncIterator[str]:
+    async def _messages(
+        self, subscription: Subscription, resume: tuple[int, int, int] | None
+    ) -> AsyncIterator[str]:
         try:
             yield f"retry: {self.settings.retry_ms}\n: connected\n\n"
             if resume is not None:
                 until = subscription.start_positions.get(resume[0], 0)
                 replayed = await self.tailer.replay(
-                    subscription.tenant, subscription.filter, resume, until, self.settings.replay_max_events
+                    subscription.tenant,
+                    subscription.filter,
+                    resume,
+                    until,
+                    self.settings.replay_max_events,
                 )
                 for start in range(0, len(replayed), MAX_MESSAGES_PER_CHUNK):
                     yield "".join(replayed[start : start + MAX_MESSAGES_PER_CHUNK])

@@ -1,8 +1,8 @@
 """In-process fan-out of live events to SSE subscribers, by tenant.
 
 Each subscriber has a bounded queue. When a publish finds it full, the
-subscriber is marked overflowed and removed at once, so a client never holds
-more than `client_buffer` events. One broker message can carry thousands of
+subscriber is marked overflowed and removed at once, so no client has more
+than `client_buffer` events queued. One broker message can carry thousands of
 events, so the tailer pauses between messages while a queue is more than half
 full (`needs_pause`); a client that stays that full for `grace_seconds` is
 disconnected, which bounds how long a slow client can delay the others.
@@ -16,7 +16,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EventFilter", "Hub", "LiveEvent", "Subscription", "TooManyConnections", "event_id_text", "format_event"]
+__all__ = [
+    "EventFilter",
+    "Hub",
+    "LiveEvent",
+    "Subscription",
+    "TooManyConnections",
+    "event_id_text",
+    "format_event",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +95,9 @@ class Subscription:
 class Hub:
     """Subscribers by tenant and the fan-out of published events to them."""
 
-    def __init__(self, *, client_buffer: int, max_connections_per_tenant: int, grace_seconds: float = 0.25) -> None:
+    def __init__(
+        self, *, client_buffer: int, max_connections_per_tenant: int, grace_seconds: float = 0.25
+    ) -> None:
         self.client_buffer = client_buffer
         self.grace_seconds = grace_seconds
         self.max_connections_per_tenant = max_connections_per_tenant
@@ -106,7 +116,9 @@ class Hub:
         subscribers = self._subscribers.setdefault(tenant, set())
         if len(subscribers) >= self.max_connections_per_tenant:
             raise TooManyConnections(tenant)
-        subscription = Subscription(tenant, event_filter, self.client_buffer, start_positions=dict(self.positions))
+        subscription = Subscription(
+            tenant, event_filter, self.client_buffer, start_positions=dict(self.positions)
+        )
         subscribers.add(subscription)
         return subscription
 

@@ -39,6 +39,8 @@ class SseSettings:
             replay_max_events=env.int("SSE_REPLAY_MAX_EVENTS", 10_000, minimum=0),
             retry_ms=env.int("SSE_RETRY_MS", 2000, minimum=0),
             allowed_origins=tuple(
-                origin.strip().rstrip("/") for origin in (env.str("SSE_ALLOWED_ORIGINS", "") or "").split(",") if origin.strip()
+                origin.strip().rstrip("/")
+                for origin in (env.str("SSE_ALLOWED_ORIGINS", "") or "").split(",")
+                if origin.strip()
             ),
         )

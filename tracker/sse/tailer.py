@@ -46,7 +46,9 @@ def decode_message(partition: int, offset: int, payload: bytes) -> list[LiveEven
     try:
         documents = decode_record_batch(payload)
     except RecordBatchError:
-        logger.warning("Skipped undecodable record batch.", extra={"partition": partition, "offset": offset})
+        logger.warning(
+            "Skipped undecodable record batch.", extra={"partition": partition, "offset": offset}
+        )
         return []
     events = []
     for index, raw in enumerate(documents):
@@ -114,14 +116,22 @@ class BrokerTailer:
             except BrokerError as error:
                 failures += 1
                 if failures == 1 or failures % 100 == 0:
-                    logger.error("Broker read failed; retrying.", extra={"error": str(error)[:300], "failures": failures})
+                    logger.error(
+                        "Broker read failed; retrying.",
+                        extra={"error": str(error)[:300], "failures": failures},
+                    )
                 read = 0
-                await self._sleep(min(5.0, self.poll_seconds * 2**min(failures, 8)))
+                await self._sleep(min(5.0, self.poll_seconds * 2 ** min(failures, 8)))
             if read == 0:
                 await self._sleep(self.poll_seconds)
 
     async def replay(
-        self, tenant: str, event_filter: EventFilter, after: tuple[int, int, int], until: int, limit: int
+        self,
+        tenant: str,
+        event_filter: EventFilter,
+        after: tuple[int, int, int],
+        until: int,
+        limit: int,
     ) -> list[str]:
         """Return formatted messages of `tenant` after event `after`, before offset `until`.
 
@@ -146,6 +156,8 @@ class BrokerTailer:
                     if not isinstance(params, dict) or params.get("key_prefix") != tenant:
                         continue
                     if event_filter.matches(live.event):
-                        messages_out.append(format_event(partition, message.offset, live.index, live.raw))
+                        messages_out.append(
+                            format_event(partition, message.offset, live.index, live.raw)
+                        )
             position = messages[-1].offset + 1
         return messages_out[:limit]
