@@ -3,7 +3,7 @@
 Every accepting handler returns 2xx only after the producer reported the event
 durable (committed to the local log, acknowledged by the remote broker, or
 committed to the spool while the broker is unreachable). A crash after the
-answer therefore loses nothing the client saw accepted.
+response therefore loses nothing the client saw accepted.
 """
 
 from __future__ import annotations
