@@ -365,3 +365,15 @@ def test_concurrent_queries_stay_per_tenant(seeded, tenants) -> None:
     assert len(results) == len(jobs)
     for tenant, count in results:
         assert count == expected[tenant], tenant
+
+
+def test_day_buckets_follow_time_zone(seeded, tenants) -> None:
+    server, events, now_ms = seeded
+    with server.client(tenants[TENANT_A].read_key) as reader:
+        body = reader.get(
+            "/api/events/stats", params={**_range(now_ms), "group_by": "day", "tz": "Asia/Tokyo"}
+        ).json()
+
+    assert body["tz"] == "Asia/Tokyo"
+    assert sum(row["count"] for row in body["rows"]) == len(_of(events, TENANT_A))
+    assert all(len(row["day"]) == 10 for row in body["rows"])

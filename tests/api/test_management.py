@@ -379,3 +379,50 @@ def test_concurrent_tenant_creation_has_one_winner(api_server: ApiServer) -> Non
 
     assert statuses.count(201) == 1
     assert statuses.count(409) == 7
+
+
+def _insert_delivery(server: ApiServer, endpoint_id: str, key_prefix: str, status: str) -> str:
+    """Write one delivery row as the webhook consumer would, and return its id."""
+    import sqlite3
+    import time
+    import uuid
+
+    delivery_id = f"dlv_{uuid.uuid4().hex}"
+    now = int(time.time())
+    with sqlite3.connect(server.data_dir / "registry.db") as connection:
+        connection.execute(
+            "INSERT INTO webhook_deliveries (delivery_id, endpoint_id, key_prefix, event_id, event, status,"
+            " attempts, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, '{}', ?, 8, 'HTTP 500', ?, ?)",
+            (delivery_id, endpoint_id, key_prefix, str(uuid.uuid4()), status, now, now),
+        )
+    return delivery_id
+
+
+def test_dead_letter_replay(api_server: ApiServer) -> None:
+    owner = create_tenant(api_server, "mgmtreplay")
+    stranger = create_tenant(api_server, "mgmtreplayx")
+    with api_server.client(owner.write_key) as writer:
+        endpoint_id = writer.post("/api/webhooks", json={"url": "https://hooks.example/r"}).json()[
+            "endpoint"
+        ]["endpoint_id"]
+    dead_id = _insert_delivery(api_server, endpoint_id, "mgmtreplay", "dead")
+    pending_id = _insert_delivery(api_server, endpoint_id, "mgmtreplay", "pending")
+
+    with api_server.client(stranger.write_key) as other:
+        assert other.get("/api/webhook-dead-letters").json()["deliveries"] == []
+        assert_error(other.post(f"/api/webhook-deliveries/{dead_id}/replay"), 404, "not_found")
+    with api_server.client(owner.write_key) as writer:
+        dead = writer.get("/api/webhook-dead-letters").json()["deliveries"]
+        replayed = writer.post(f"/api/webhook-deliveries/{dead_id}/replay")
+        in_flight = writer.post(f"/api/webhook-deliveries/{pending_id}/replay")
+        pending = writer.get(
+            f"/api/webhooks/{endpoint_id}/deliveries", params={"status": "pending"}
+        ).json()
+
+    assert [delivery["delivery_id"] for delivery in dead] == [dead_id]
+    assert dead[0]["last_error"] == "HTTP 500"
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["status"] == "pending"
+    assert replayed.json()["attempts"] == 0
+    assert_error(in_flight, 409, "conflict")
+    assert {delivery["delivery_id"] for delivery in pending["deliveries"]} == {dead_id, pending_id}
