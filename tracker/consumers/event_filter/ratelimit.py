@@ -64,36 +64,46 @@ class SlidingWindowLimiter:
         count = len(keys)
         if count == 0:
             return []
-        slots = [timestamp // self.slot_ms for timestamp in timestamps_ms]
-        self._advance(max(slots))
-        oldest = self._head - self.slots + 1
+        slots = np.asarray(timestamps_ms, dtype=np.int64) // self.slot_ms
+        self._advance(int(slots.max()))
+        counted = slots >= self._head - self.slots + 1
 
         distinct: dict[str, int] = {}
-        key_index = [distinct.setdefault(key, len(distinct)) for key in keys]
+        key_index = np.fromiter(
+            (distinct.setdefault(key, len(distinct)) for key in keys), dtype=np.intp, count=count
+        )
         columns = self._columns(list(distinct))
-        prior = self._total[self._rows, columns].min(axis=0).tolist()
+        prior = self._total[self._rows, columns].min(axis=0).astype(np.int64)
 
-        admitted = []
-        seen = [0] * len(distinct)
-        counted_keys, counted_slots = [], []
-        for index in range(count):
-            if slots[index] < oldest:
-                admitted.append(True)
-                continue
-            position = key_index[index]
-            seen[position] += 1
-            admitted.append(prior[position] + seen[position] <= limit_of[index])
-            counted_keys.append(position)
-            counted_slots.append(slots[index] % self.slots)
+        # Occurrence number of each counted event among the batch's events of its key, in
+        # batch order: a stable sort groups the keys, and the position inside the group
+        # is the occurrence.
+        counted_keys = key_index[counted]
+        order = np.argsort(counted_keys, kind="stable")
+        sorted_keys = counted_keys[order]
+        group_starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        group_sizes = np.diff(np.r_[group_starts, len(sorted_keys)])
+        occurrence = np.empty(len(counted_keys), dtype=np.int64)
+        occurrence[order] = np.arange(len(counted_keys)) - np.repeat(group_starts, group_sizes) + 1
 
-        if counted_keys:
-            key_array = np.asarray(counted_keys)
-            slot_array = np.asarray(counted_slots)
-            event_columns = columns[:, key_array]
-            for row in range(self.depth):
-                np.add.at(self._ring, (slot_array, row, event_columns[row]), 1)
-                np.add.at(self._total[row], event_columns[row], 1)
-        return admitted
+        admitted = np.ones(count, dtype=bool)
+        limits = np.asarray(limit_of, dtype=np.int64)[counted]
+        admitted[counted] = prior[counted_keys] + occurrence <= limits
+
+        # Add the counts through flat indexes made unique first, which is much faster
+        # than np.add.at with repeated indexes.
+        width = 1 << self.width_bits
+        event_columns = columns[:, counted_keys]
+        slot_index = slots[counted] % self.slots
+        ring_index = (slot_index[None, :] * self.depth + self._rows) * width + event_columns
+        self._add(self._ring.reshape(-1), ring_index)
+        self._add(self._total.reshape(-1), self._rows * width + event_columns)
+        return admitted.tolist()
+
+    @staticmethod
+    def _add(counters: np.ndarray, indexes: np.ndarray) -> None:
+        unique, counts = np.unique(indexes.ravel(), return_counts=True)
+        counters[unique] += counts.astype(counters.dtype)
 
     def estimate(self, key: str) -> int:
         """Return the key's estimated count over the current window."""
