@@ -168,3 +168,23 @@ async def test_router_falls_back_from_hot(
             assert error.value.code == "tier_unavailable"
         finally:
             await router.close()
+
+
+async def test_router_concurrent_queries_agree(
+    hot: HotTier, warm: WarmTier, cold: ColdTier
+) -> None:
+    import asyncio
+
+    router = Router(hot, warm, cold, plan_of, clock=fixed_clock)
+    queries = [
+        old_stats(tenant, group_by)
+        for tenant in ("alpha", "beta")
+        for group_by in [("event_type",), ("day",), ("param:sub1",)]
+    ]
+    sequential = [await router.stats(query, tier="cold") for query in queries]
+    # The same queries at once on every tier: shared pools and threads must not mix answers.
+    together = await asyncio.gather(
+        *[router.stats(query, tier=tier) for tier in ("hot", "warm", "cold") for query in queries]
+    )
+    for position, result in enumerate(together):
+        assert result.rows == sequential[position % len(queries)].rows
