@@ -65,6 +65,10 @@ from tracker.cli.urls import urls_app  # noqa: E402
 
 app.add_typer(urls_app, name="urls")
 
+from tracker.cli.webhooks import webhooks_app  # noqa: E402
+
+app.add_typer(webhooks_app, name="webhooks")
+
 
 def main() -> None:
     """Run the CLI; the product's own errors go to stderr with exit code 1."""
@@ -82,7 +86,8 @@ def main() -> None:
     except Exception as error:  # click usage errors carry their own exit code
         import click
 
-        if isinstance(error, click.ClickException):
+        # Typer 0.29 raises usage errors from its own bundled copy of click.
+        if isinstance(error, (click.ClickException, typer.TyperException)) and hasattr(error, "show"):
             error.show()
             raise SystemExit(error.exit_code) from None
         raise
