@@ -52,6 +52,7 @@ class LivePlatform:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    partitions: int = PARTITIONS
 
     def cli(self, *args: str, timeout: float = 60.0) -> str:
         """Run `tracker ARGS...` with the platform's environment and return its stdout."""
@@ -111,10 +112,10 @@ class LivePlatform:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(_read_log(self.data_dir))
+            return asyncio.run(_read_log(self.data_dir, self.partitions))
         # Called from an async test: read on a helper thread with its own event loop.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, _read_log(self.data_dir)).result()
+            return pool.submit(asyncio.run, _read_log(self.data_dir, self.partitions)).result()
 
     def wait_for_events(self, predicate, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
         """Poll the log until at least `count` events satisfy `predicate`; return those events."""
@@ -139,16 +140,16 @@ class LivePlatform:
                 process.wait()
 
 
-async def _read_log(data_dir: Path) -> list[dict[str, Any]]:
+async def _read_log(data_dir: Path, partitions: int) -> list[dict[str, Any]]:
     from tracker.broker import BrokerSettings, open_broker
     from tracker.broker.base import TOPIC_EVENTS
 
-    broker = open_broker(BrokerSettings(data_dir=data_dir, partitions=PARTITIONS,
+    broker = open_broker(BrokerSettings(data_dir=data_dir, partitions=partitions,
                                         retention_interval_seconds=0.0))
     await broker.connect()
     try:
         events = []
-        for partition in range(PARTITIONS):
+        for partition in range(partitions):
             start = 0
             while True:
                 messages = await broker.read(TOPIC_EVENTS, partition, start, 500)
