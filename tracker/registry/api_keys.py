@@ -240,7 +240,8 @@ def verify_api_key(registry: Any, raw_key: str, *, admin_key: str | None = None)
     if (
         admin_key
         and raw_key
-        and hmac.compare_digest(raw_key.encode("utf-8"), admin_key.encode("utf-8"))
+        # Digests of equal length, so the comparison time does not reveal the key's length.
+        and hmac.compare_digest(hash_api_key(raw_key), hash_api_key(admin_key))
     ):
         return ApiKey(key_id=ADMIN_KEY_ID, key_prefix=None, scope="admin", name="ADMIN_API_KEY")
 
