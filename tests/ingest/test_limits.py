@@ -148,3 +148,10 @@ def test_batch_of_max_size_is_accepted(ingest):
     reply = ingest.post("/batch", orjson.dumps(events))
     assert reply.status == 200
     assert reply.json()["accepted"] == 10_000
+
+
+def test_error_field_is_truncated(ingest):
+    name = "%zz" + "n" * 100
+    reply = ingest.get(f"/p?key_prefix=acme&{name}=1")
+    assert reply.status == 400
+    assert reply.json()["error"]["field"] == name[:50]

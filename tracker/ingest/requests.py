@@ -80,7 +80,7 @@ def decode_component(text: str, field: str) -> str:
         raise IngestError(
             "invalid_encoding",
             f"query parameter {field[:_FIELD_ECHO]!r} has an invalid percent-escape",
-            field,
+            field[:_FIELD_ECHO],
         )
     try:
         return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
@@ -88,7 +88,7 @@ def decode_component(text: str, field: str) -> str:
         raise IngestError(
             "invalid_encoding",
             f"query parameter {field[:_FIELD_ECHO]!r} is not valid UTF-8 after decoding",
-            field,
+            field[:_FIELD_ECHO],
         ) from None
 
 

@@ -191,7 +191,7 @@ class IngestService:
 
     async def ingest(self, request: Request) -> Response:
         api_key = self._authenticate(request)
-        body = self._body(request, self.settings.max_beacon_bytes * 4, ("application/json",))
+        body = self._body(request, self.settings.max_body_bytes, ("application/json",))
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
