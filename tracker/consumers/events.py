@@ -1,8 +1,8 @@
 """Validation of decoded events before a sink stores them, with one reason per defect.
 
 Events on the broker come from the ingest service, which already enforces the wire
-format, so a failure here means a foreign or corrupt producer: the sink routes the
-event to dead letters with the returned reason instead of storing it.
+format, so a failure here means a foreign or corrupt producer. The sink then routes
+the event to dead letters with the returned reason instead of storing it.
 """
 
 from __future__ import annotations

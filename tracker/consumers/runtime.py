@@ -1,8 +1,8 @@
 """The consumer runtime: polls a topic in a consumer group and feeds batches to one sink.
 
 Delivery is at least once. For each assigned partition the runtime reads up to
-`CONSUMER_POLL_MESSAGES` messages (record batches) after the last committed offset,
-decodes them with `tracker._core.decode_record_batch`, hands the events to
+`CONSUMER_POLL_MESSAGES` messages (record batches) after the last committed offset
+and decodes them with `tracker._core.decode_record_batch`. It hands the events to
 `Sink.process` and commits the last offset only after `process` returned, so a crash
 at any point redelivers the batch and never skips it. Sinks deduplicate on
 `event_id`, so redelivery never double counts.
@@ -83,7 +83,7 @@ class Batch:
 
 
 class SinkContext:
-    """What a sink gets at `open`: broker, settings, metrics, logger and the registry."""
+    """Resources a sink gets at `open`: broker, settings, metrics, logger and the registry."""
 
     def __init__(
         self,
@@ -275,6 +275,7 @@ class ConsumerRuntime:
         return handled
 
     async def _heartbeat(self) -> None:
+        """Renew group membership, then adopt the current partition assignment."""
         member = self.settings.member
         await self._retrying(
             lambda: self.broker.join_group(self.topic, self.group, member), "join_group"
@@ -286,32 +287,41 @@ class ConsumerRuntime:
         if assigned is None:
             return
         self._last_heartbeat = time.monotonic()
+
         for lost in set(self._assigned) - set(assigned):
             self._positions.pop(lost, None)
             self.metrics.forget_partition(lost)
         gained = [partition for partition in assigned if partition not in self._positions]
-        if gained:
-            # Read again on every gain: another member may have stored output since.
-            self._stored_offsets = dict(await self.sink.stored_offsets() or {})
-        for partition in gained:
-            if partition not in self._positions:
-                committed = await self._retrying(
-                    lambda p=partition: self.broker.committed(self.topic, self.group, p),
-                    "committed",
-                )
-                if self._stopping.is_set():
-                    return
-                resume_after = max(
-                    committed if committed is not None else -1,
-                    self._stored_offsets.get(partition, -1),
-                )
-                self._positions[partition] = resume_after + 1
-        if sorted(assigned) != sorted(self._assigned):
+        if gained and not await self._resume(gained):
+            return
+
+        if sorted(assigned) != self._assigned:
             logger.info(
                 "Partition assignment changed.",
                 extra={"consumer": self.group, "member": member, "partitions": sorted(assigned)},
             )
         self._assigned = sorted(assigned)
+        await self._report_lag()
+
+    async def _resume(self, partitions: list[int]) -> bool:
+        """Set the read position of newly owned partitions; return False if stopped first."""
+        # Read again on every gain: another member may have stored output since.
+        self._stored_offsets = dict(await self.sink.stored_offsets() or {})
+        for partition in partitions:
+            committed = await self._retrying(
+                lambda p=partition: self.broker.committed(self.topic, self.group, p),
+                "committed",
+            )
+            if self._stopping.is_set():
+                return False
+            resume_after = max(
+                committed if committed is not None else -1,
+                self._stored_offsets.get(partition, -1),
+            )
+            self._positions[partition] = resume_after + 1
+        return True
+
+    async def _report_lag(self) -> None:
         for partition in self._assigned:
             end = await self._retrying(
                 lambda p=partition: self.broker.end_offset(self.topic, p), "end_offset"

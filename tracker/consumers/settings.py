@@ -15,7 +15,7 @@ __all__ = ["ConsumerSettings"]
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
-    """How one consumer process polls, retries, reports and finds the registry."""
+    """Polling, retry, metrics and registry settings of one consumer process."""
 
     data_dir: Path
     registry_path: Path
