@@ -53,7 +53,10 @@ struct PartitionLines {
 }
 
 fn key_prefix_of<'a>(params: &'a [(&'a str, &'a str)]) -> Option<&'a str> {
-    params.iter().find(|(key, _)| *key == "key_prefix").map(|(_, value)| *value)
+    params
+        .iter()
+        .find(|(key, _)| *key == "key_prefix")
+        .map(|(_, value)| *value)
 }
 
 fn as_str<'a>(value: &'a Option<std::borrow::Cow<'_, str>>, fallback: &'a str) -> &'a str {
@@ -73,7 +76,10 @@ fn stamp_event(
     };
     check_event_type(event_type)?;
     let Some(raw_params) = raw.params.as_ref() else {
-        return Err(CoreError::event("params", "is required and must contain key_prefix"));
+        return Err(CoreError::event(
+            "params",
+            "is required and must contain key_prefix",
+        ));
     };
     let params: Vec<(&str, &str)> = raw_params.iter().map(|(k, v)| (&**k, &**v)).collect();
     check_params(&params, &config.limits)?;
@@ -112,10 +118,17 @@ fn stamp_event(
         params: &params,
     };
     let partition = partition_of(key_prefix, config.partitions);
-    let slot = match partitions.iter().position(|lines| lines.partition == partition) {
+    let slot = match partitions
+        .iter()
+        .position(|lines| lines.partition == partition)
+    {
         Some(position) => &mut partitions[position],
         None => {
-            partitions.push(PartitionLines { partition, count: 0, lines: Vec::with_capacity(64 * 1024) });
+            partitions.push(PartitionLines {
+                partition,
+                count: 0,
+                lines: Vec::with_capacity(64 * 1024),
+            });
             let last = partitions.len() - 1;
             &mut partitions[last]
         }
@@ -135,27 +148,43 @@ pub fn parse_batch(
     if body.len() > config.max_body_bytes {
         return Err(CoreError::batch(
             "body",
-            format!("is {} bytes, the maximum is {}", body.len(), config.max_body_bytes),
+            format!(
+                "is {} bytes, the maximum is {}",
+                body.len(),
+                config.max_body_bytes
+            ),
         ));
     }
     let text = std::str::from_utf8(body).map_err(|error| {
-        CoreError::batch("body", format!("is not valid UTF-8 at byte {}", error.valid_up_to()))
+        CoreError::batch(
+            "body",
+            format!("is not valid UTF-8 at byte {}", error.valid_up_to()),
+        )
     })?;
     let raw_events = read_events(text, config.max_events)?;
 
     let timestamp = unix_ms();
-    let mut outcome = BatchOutcome { event_ids: Vec::with_capacity(raw_events.len()), ..Default::default() };
+    let mut outcome = BatchOutcome {
+        event_ids: Vec::with_capacity(raw_events.len()),
+        ..Default::default()
+    };
     let mut partitions: Vec<PartitionLines> = Vec::new();
     for (index, raw) in raw_events.iter().enumerate() {
         let result = match raw {
-            RawOutcome::Read(event) => stamp_event(config, event, request, timestamp, &mut partitions),
-            RawOutcome::Rejected(field, reason) => Err(CoreError::event(field.clone(), reason.clone())),
+            RawOutcome::Read(event) => {
+                stamp_event(config, event, request, timestamp, &mut partitions)
+            }
+            RawOutcome::Rejected(field, reason) => {
+                Err(CoreError::event(field.clone(), reason.clone()))
+            }
         };
         match result {
             Ok(event_id) => outcome.event_ids.push(event_id),
-            Err(CoreError::Event { field, reason }) => {
-                outcome.rejected.push(RejectedEvent { index, field, reason })
-            }
+            Err(CoreError::Event { field, reason }) => outcome.rejected.push(RejectedEvent {
+                index,
+                field,
+                reason,
+            }),
             Err(other) => return Err(other),
         }
     }
@@ -183,7 +212,10 @@ pub struct Rejection {
 #[pymethods]
 impl Rejection {
     fn __repr__(&self) -> String {
-        format!("Rejection(index={}, field={:?}, reason={:?})", self.index, self.field, self.reason)
+        format!(
+            "Rejection(index={}, field={:?}, reason={:?})",
+            self.index, self.field, self.reason
+        )
     }
 }
 
@@ -221,7 +253,9 @@ pub struct BatchParser {
 fn positive(name: &str, value: i64) -> Result<usize, CoreError> {
     match usize::try_from(value) {
         Ok(count) if count >= 1 => Ok(count),
-        _ => Err(CoreError::InvalidArgument(format!("{name} must be at least 1, got {value}"))),
+        _ => Err(CoreError::InvalidArgument(format!(
+            "{name} must be at least 1, got {value}"
+        ))),
     }
 }
 
@@ -264,8 +298,14 @@ impl BatchParser {
         request_path: &str,
         request_host: &str,
     ) -> PyResult<ParsedBatch> {
-        let request =
-            RequestFields { ip, user_agent, referer, accept_language, request_path, request_host };
+        let request = RequestFields {
+            ip,
+            user_agent,
+            referer,
+            accept_language,
+            request_path,
+            request_host,
+        };
         // `body` and the request strings borrow immutable `bytes` and `str` objects,
         // which no thread can change, so the whole parse runs without the GIL.
         let outcome = py.allow_threads(|| parse_batch(&self.config, body, &request))?;
@@ -273,7 +313,16 @@ impl BatchParser {
         let rejected = outcome
             .rejected
             .into_iter()
-            .map(|r| Py::new(py, Rejection { index: r.index, field: r.field, reason: r.reason }))
+            .map(|r| {
+                Py::new(
+                    py,
+                    Rejection {
+                        index: r.index,
+                        field: r.field,
+                        reason: r.reason,
+                    },
+                )
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let records = outcome
             .records

@@ -108,7 +108,13 @@ impl<'de> Visitor<'de> for Skip<'_> {
         if self.depth > MAX_DEPTH {
             return Err(self.ctx.too_deep());
         }
-        while seq.next_element_seed(Skip { ctx: self.ctx, depth: self.depth + 1 })?.is_some() {}
+        while seq
+            .next_element_seed(Skip {
+                ctx: self.ctx,
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {}
         Ok(())
     }
 
@@ -117,7 +123,10 @@ impl<'de> Visitor<'de> for Skip<'_> {
             return Err(self.ctx.too_deep());
         }
         while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value_seed(Skip { ctx: self.ctx, depth: self.depth + 1 })?;
+            map.next_value_seed(Skip {
+                ctx: self.ctx,
+                depth: self.depth + 1,
+            })?;
         }
         Ok(())
     }
@@ -194,11 +203,19 @@ impl<'de> Visitor<'de> for Text<'_> {
         Ok(Err(()))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Skip { ctx: self.ctx, depth: self.depth }.visit_seq(seq)?;
+        Skip {
+            ctx: self.ctx,
+            depth: self.depth,
+        }
+        .visit_seq(seq)?;
         Ok(Err(()))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Skip { ctx: self.ctx, depth: self.depth }.visit_map(map)?;
+        Skip {
+            ctx: self.ctx,
+            depth: self.depth,
+        }
+        .visit_map(map)?;
         Ok(Err(()))
     }
 }
@@ -220,7 +237,10 @@ impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
 }
 
 fn params_not_object<'de>() -> Result<Params<'de>, (String, String)> {
-    Err(("params".to_owned(), "must be an object of string to string".to_owned()))
+    Err((
+        "params".to_owned(),
+        "must be an object of string to string".to_owned(),
+    ))
 }
 
 impl<'de> Visitor<'de> for ParamsSeed<'_> {
@@ -251,7 +271,11 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
         Ok(params_not_object())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Skip { ctx: self.ctx, depth: self.depth }.visit_seq(seq)?;
+        Skip {
+            ctx: self.ctx,
+            depth: self.depth,
+        }
+        .visit_seq(seq)?;
         Ok(params_not_object())
     }
 
@@ -263,7 +287,10 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
         let mut problem: Option<(String, String)> = None;
         let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            let value = map.next_value_seed(Text { ctx: self.ctx, depth: self.depth + 1 })?;
+            let value = map.next_value_seed(Text {
+                ctx: self.ctx,
+                depth: self.depth + 1,
+            })?;
             if problem.is_some() {
                 continue;
             }
@@ -276,13 +303,19 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
                 !seen.insert(key.clone())
             };
             if repeated {
-                problem = Some((format!("params.{}", echo(&key)), "is given twice".to_owned()));
+                problem = Some((
+                    format!("params.{}", echo(&key)),
+                    "is given twice".to_owned(),
+                ));
                 continue;
             }
             match value {
                 Ok(text) => params.push((key, text)),
                 Err(()) => {
-                    problem = Some((format!("params.{}", echo(&key)), "must be a string".to_owned()))
+                    problem = Some((
+                        format!("params.{}", echo(&key)),
+                        "must be a string".to_owned(),
+                    ))
                 }
             }
         }
@@ -339,7 +372,11 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         Ok(not_an_object())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Skip { ctx: self.ctx, depth: self.depth }.visit_seq(seq)?;
+        Skip {
+            ctx: self.ctx,
+            depth: self.depth,
+        }
+        .visit_seq(seq)?;
         Ok(not_an_object())
     }
 
@@ -362,7 +399,10 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 _ => None,
             };
             if let Some(slot) = slot {
-                let value = map.next_value_seed(Text { ctx: self.ctx, depth: inner })?;
+                let value = map.next_value_seed(Text {
+                    ctx: self.ctx,
+                    depth: inner,
+                })?;
                 if problem.is_some() {
                     continue;
                 }
@@ -378,7 +418,10 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
             }
 
             if key == "params" {
-                let value = map.next_value_seed(ParamsSeed { ctx: self.ctx, depth: inner })?;
+                let value = map.next_value_seed(ParamsSeed {
+                    ctx: self.ctx,
+                    depth: inner,
+                })?;
                 if problem.is_some() {
                     continue;
                 }
@@ -394,7 +437,10 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 continue;
             }
 
-            map.next_value_seed(Skip { ctx: self.ctx, depth: inner })?;
+            map.next_value_seed(Skip {
+                ctx: self.ctx,
+                depth: inner,
+            })?;
             if problem.is_some() {
                 continue;
             }
@@ -430,7 +476,10 @@ impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
 impl EventsSeed<'_> {
     fn wrong_shape<E: de::Error>(&self) -> E {
         let (field, reason) = if self.depth == 1 {
-            ("body", "must be a JSON array of events or an object {\"events\": [...]}")
+            (
+                "body",
+                "must be a JSON array of events or an object {\"events\": [...]}",
+            )
         } else {
             ("events", "must be a JSON array of event objects")
         };
@@ -471,7 +520,10 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         let element_depth = self.depth + 1;
         loop {
             if events.len() == self.ctx.max_events {
-                let extra = seq.next_element_seed(Skip { ctx: self.ctx, depth: element_depth })?;
+                let extra = seq.next_element_seed(Skip {
+                    ctx: self.ctx,
+                    depth: element_depth,
+                })?;
                 if extra.is_some() {
                     return Err(self.ctx.abort(CoreError::batch(
                         "events",
@@ -483,7 +535,10 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
                 }
                 return Ok(events);
             }
-            match seq.next_element_seed(EventSeed { ctx: self.ctx, depth: element_depth })? {
+            match seq.next_element_seed(EventSeed {
+                ctx: self.ctx,
+                depth: element_depth,
+            })? {
                 Some(outcome) => events.push(outcome),
                 None => return Ok(events),
             }
@@ -505,7 +560,10 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
             if events.is_some() {
                 return Err(self.ctx.abort(CoreError::batch("events", "is given twice")));
             }
-            events = Some(map.next_value_seed(EventsSeed { ctx: self.ctx, depth: 2 })?);
+            events = Some(map.next_value_seed(EventsSeed {
+                ctx: self.ctx,
+                depth: 2,
+            })?);
         }
         match events {
             Some(events) => Ok(events),
@@ -515,12 +573,21 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
 }
 
 /// Reads a batch body into raw events, or returns the body-level error.
-pub fn read_events<'de>(text: &'de str, max_events: usize) -> Result<Vec<RawOutcome<'de>>, CoreError> {
-    let ctx = ReadContext { max_events, abort: RefCell::new(None) };
+pub fn read_events<'de>(
+    text: &'de str,
+    max_events: usize,
+) -> Result<Vec<RawOutcome<'de>>, CoreError> {
+    let ctx = ReadContext {
+        max_events,
+        abort: RefCell::new(None),
+    };
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let result = EventsSeed { ctx: &ctx, depth: 1 }
-        .deserialize(&mut deserializer)
-        .and_then(|events| deserializer.end().map(|()| events));
+    let result = EventsSeed {
+        ctx: &ctx,
+        depth: 1,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|events| deserializer.end().map(|()| events));
     match result {
         Ok(events) => Ok(events),
         Err(json_error) => Err(ctx.abort.into_inner().unwrap_or_else(|| {

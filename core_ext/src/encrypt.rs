@@ -68,7 +68,13 @@ pub fn gcm_seal(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CoreError> {
     cipher(key)?
-        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| CoreError::Codec("AES-GCM encryption failed".to_owned()))
 }
 
@@ -79,16 +85,21 @@ pub fn gcm_open(
     aad: &[u8],
     sealed: &[u8],
 ) -> Result<Vec<u8>, CoreError> {
-    cipher(key)?.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad }).map_err(|_| {
-        CoreError::Decryption(
-            "d failed authentication: wrong key, key id or prefix, or altered bytes".to_owned(),
-        )
-    })
+    cipher(key)?
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+        .map_err(|_| {
+            CoreError::Decryption(
+                "d failed authentication: wrong key, key id or prefix, or altered bytes".to_owned(),
+            )
+        })
 }
 
 fn push_u16_len(plaintext: &mut Vec<u8>, what: &str, bytes: &[u8]) -> Result<(), CoreError> {
     let len = u16::try_from(bytes.len()).map_err(|_| {
-        CoreError::Codec(format!("{what} is {} bytes, the maximum is 65535", bytes.len()))
+        CoreError::Codec(format!(
+            "{what} is {} bytes, the maximum is 65535",
+            bytes.len()
+        ))
     })?;
     plaintext.extend_from_slice(&len.to_be_bytes());
     plaintext.extend_from_slice(bytes);
@@ -101,14 +112,20 @@ fn build_plaintext(
     expires_at: u64,
 ) -> Result<Vec<u8>, CoreError> {
     let count = u16::try_from(params.len()).map_err(|_| {
-        CoreError::Codec(format!("{} params given, the maximum is 65535", params.len()))
+        CoreError::Codec(format!(
+            "{} params given, the maximum is 65535",
+            params.len()
+        ))
     })?;
     for (index, (name, _)) in params.iter().enumerate() {
         if name.is_empty() {
             return Err(CoreError::Codec("param names must not be empty".to_owned()));
         }
         if params[..index].iter().any(|(earlier, _)| earlier == name) {
-            return Err(CoreError::Codec(format!("param '{}' is given twice", echo(name))));
+            return Err(CoreError::Codec(format!(
+                "param '{}' is given twice",
+                echo(name)
+            )));
         }
     }
 
@@ -239,7 +256,13 @@ impl<'a> PlaintextReader<'a> {
     }
 }
 
-fn parse_plaintext(plaintext: &[u8]) -> Option<(u64, Vec<(String, String)>, String)> {
+struct Plaintext {
+    expires_at: u64,
+    params: Vec<(String, String)>,
+    destination: String,
+}
+
+fn parse_plaintext(plaintext: &[u8]) -> Option<Plaintext> {
     let mut reader = PlaintextReader { rest: plaintext };
     let mut expiry = [0u8; 8];
     expiry.copy_from_slice(reader.take(8)?);
@@ -251,7 +274,11 @@ fn parse_plaintext(plaintext: &[u8]) -> Option<(u64, Vec<(String, String)>, Stri
         params.push((name, value));
     }
     let destination = String::from_utf8(reader.rest.to_vec()).ok()?;
-    Some((u64::from_be_bytes(expiry), params, destination))
+    Some(Plaintext {
+        expires_at: u64::from_be_bytes(expiry),
+        params,
+        destination,
+    })
 }
 
 /// Authenticates and decrypts a `d` value. The tag is checked before any
@@ -264,7 +291,11 @@ pub fn open(key: &[u8], d: &str, now: i64) -> Result<Opened, CoreError> {
     nonce.copy_from_slice(&blob[2..2 + NONCE_LEN]);
     let plaintext = gcm_open(key, &nonce, &aad, &blob[2 + NONCE_LEN..])?;
 
-    let (expires_at, params, destination) = parse_plaintext(&plaintext).ok_or_else(|| {
+    let Plaintext {
+        expires_at,
+        params,
+        destination,
+    } = parse_plaintext(&plaintext).ok_or_else(|| {
         CoreError::Decryption("d plaintext is malformed after a valid tag".to_owned())
     })?;
     if expires_at != 0 && i128::from(now) > i128::from(expires_at) {
@@ -349,7 +380,15 @@ pub fn encrypt_destination(
     }
     let size = destination.len() + params.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
     let d = gil::run_sized(py, size, || {
-        seal(&key, key_id, &destination, key_prefix.as_deref(), &params, expiry, nonce_bytes)
+        seal(
+            &key,
+            key_id,
+            &destination,
+            key_prefix.as_deref(),
+            &params,
+            expiry,
+            nonce_bytes,
+        )
     })?;
     Ok(d)
 }

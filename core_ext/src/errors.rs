@@ -150,11 +150,17 @@ pub enum CoreError {
 
 impl CoreError {
     pub fn event(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CoreError::Event { field: field.into(), reason: reason.into() }
+        CoreError::Event {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn batch(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CoreError::Batch { field: field.into(), reason: reason.into() }
+        CoreError::Batch {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -32,14 +32,21 @@ pub struct EventLimits {
 
 impl Default for EventLimits {
     fn default() -> Self {
-        EventLimits { max_params: 64, max_key_len: 128, max_value_len: 2048, max_field_len: 2048 }
+        EventLimits {
+            max_params: 64,
+            max_key_len: 128,
+            max_value_len: 2048,
+            max_field_len: 2048,
+        }
     }
 }
 
 fn positive_limit(name: &str, value: i64) -> Result<usize, CoreError> {
     match usize::try_from(value) {
         Ok(limit) if limit >= 1 => Ok(limit),
-        _ => Err(CoreError::InvalidArgument(format!("{name} must be at least 1, got {value}"))),
+        _ => Err(CoreError::InvalidArgument(format!(
+            "{name} must be at least 1, got {value}"
+        ))),
     }
 }
 
@@ -95,7 +102,10 @@ pub fn check_event_type(event_type: &str) -> Result<(), CoreError> {
     }
     Err(CoreError::event(
         "event_type",
-        format!("must be 1 to 64 characters of [A-Za-z0-9_.:-], got '{}'", echo(event_type)),
+        format!(
+            "must be 1 to 64 characters of [A-Za-z0-9_.:-], got '{}'",
+            echo(event_type)
+        ),
     ))
 }
 
@@ -105,7 +115,10 @@ pub fn canonical_event_id(event_id: &str) -> Result<String, CoreError> {
         Some(bytes) => Ok(format_uuid(&bytes)),
         None => Err(CoreError::event(
             "event_id",
-            format!("must be a hyphenated UUID of 36 characters, got '{}'", echo(event_id)),
+            format!(
+                "must be a hyphenated UUID of 36 characters, got '{}'",
+                echo(event_id)
+            ),
         )),
     }
 }
@@ -158,7 +171,11 @@ pub fn check_params(params: &[(&str, &str)], limits: &EventLimits) -> Result<(),
     if params.len() > limits.max_params {
         return Err(CoreError::event(
             "params",
-            format!("has {} params, the maximum is {}", params.len(), limits.max_params),
+            format!(
+                "has {} params, the maximum is {}",
+                params.len(),
+                limits.max_params
+            ),
         ));
     }
     for &(key, value) in params {
@@ -183,7 +200,11 @@ pub fn check_param(key: &str, value: &str, limits: &EventLimits) -> Result<(), C
     if value.len() > limits.max_value_len {
         return Err(CoreError::event(
             format!("params.{}", echo(key)),
-            format!("value is {} bytes, the maximum is {}", value.len(), limits.max_value_len),
+            format!(
+                "value is {} bytes, the maximum is {}",
+                value.len(),
+                limits.max_value_len
+            ),
         ));
     }
     Ok(())
@@ -207,33 +228,67 @@ const ESCAPE: [u8; 128] = {
     table
 };
 
-/// Appends `value` as a JSON string, escaping quotes, backslashes and control characters.
-pub fn write_json_str(out: &mut Vec<u8>, value: &str) {
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Returns whether any of the 8 bytes in `word` is below 0x20, a quote or a backslash.
+/// Each test is the exact "some byte is zero / below n" bit trick, so there are
+/// no false negatives and a flagged word is then checked byte by byte.
+fn word_needs_escape(word: u64) -> bool {
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let has_quote = quote.wrapping_sub(ONES) & !quote;
+    let has_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_space | has_quote | has_backslash) & HIGH_BITS != 0
+}
+
+fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    match escape {
+        b'u' => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0x0f)],
+        ]),
+        other => out.extend_from_slice(&[b'\\', other]),
+    }
+}
+
+/// Appends `value` as a JSON string, escaping quotes, backslashes and control
+/// characters. Clean 8-byte words are skipped without a per-byte lookup.
+pub fn write_json_str(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x80 {
-            continue;
+    let mut index = 0;
+    while index < bytes.len() {
+        if index + 8 <= bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[index..index + 8]);
+            if !word_needs_escape(u64::from_le_bytes(word)) {
+                index += 8;
+                continue;
+            }
         }
-        let escape = ESCAPE[usize::from(byte)];
-        if escape == 0 {
-            continue;
+        let end = (index + 8).min(bytes.len());
+        for position in index..end {
+            let byte = bytes[position];
+            if byte >= 0x80 {
+                continue;
+            }
+            let escape = ESCAPE[usize::from(byte)];
+            if escape != 0 {
+                out.extend_from_slice(&bytes[start..position]);
+                push_escape(out, byte, escape);
+                start = position + 1;
+            }
         }
-        out.extend_from_slice(&bytes[start..index]);
-        match escape {
-            b'u' => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0x0f)],
-            ]),
-            other => out.extend_from_slice(&[b'\\', other]),
-        }
-        start = index + 1;
+        index = end;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -348,8 +403,14 @@ pub fn build_event<'py>(
         }
     };
     let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (&**k, &**v)).collect();
-    let request =
-        RequestFields { ip, user_agent, referer, accept_language, request_path, request_host };
+    let request = RequestFields {
+        ip,
+        user_agent,
+        referer,
+        accept_language,
+        request_path,
+        request_host,
+    };
     // One event is a few hundred bytes, so this runs with the GIL held.
     let (id, json) = build(event_type, &pairs, &request, &limits, event_id, timestamp)?;
     Ok((id, PyBytes::new(py, &json)))

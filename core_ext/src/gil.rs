@@ -6,8 +6,8 @@
 //! Below that the work takes a few microseconds, less than handing the GIL to
 //! another thread and waiting to get it back, so it runs with the GIL held.
 
-use pyo3::prelude::*;
 use pyo3::marker::Ungil;
+use pyo3::prelude::*;
 
 /// Smallest input, in bytes, for which the GIL is released.
 pub const RELEASE_MIN_BYTES: usize = 16 * 1024;

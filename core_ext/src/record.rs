@@ -36,7 +36,9 @@ fn compress(payload: &[u8]) -> Result<Vec<u8>, CoreError> {
             Some(compressor) => compressor,
             None => {
                 let mut compressor = Compressor::new(ZSTD_LEVEL).map_err(failed)?;
-                compressor.set_parameter(CParameter::ChecksumFlag(true)).map_err(failed)?;
+                compressor
+                    .set_parameter(CParameter::ChecksumFlag(true))
+                    .map_err(failed)?;
                 slot.insert(compressor)
             }
         };
@@ -57,7 +59,10 @@ pub fn encode_lines(lines: &[u8], count: u32) -> Result<Vec<u8>, CoreError> {
 /// Frames and compresses event documents, one per line.
 pub fn encode<E: AsRef<[u8]>>(events: &[E]) -> Result<Vec<u8>, CoreError> {
     let count = u32::try_from(events.len()).map_err(|_| {
-        CoreError::RecordBatch(format!("{} events do not fit in one record batch", events.len()))
+        CoreError::RecordBatch(format!(
+            "{} events do not fit in one record batch",
+            events.len()
+        ))
     })?;
     let total: usize = events.iter().map(|event| event.as_ref().len() + 1).sum();
     let mut lines = Vec::with_capacity(total);
@@ -79,7 +84,9 @@ pub fn encode<E: AsRef<[u8]>>(events: &[E]) -> Result<Vec<u8>, CoreError> {
 
 fn decompress(frame: &[u8]) -> Result<Vec<u8>, CoreError> {
     let corrupt = |_| CoreError::RecordBatch("record batch zstd frame is corrupt".to_owned());
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(corrupt)?.single_frame();
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame)
+        .map_err(corrupt)?
+        .single_frame();
     let mut payload = Vec::new();
     let read = (&mut decoder)
         .take(MAX_DECOMPRESSED_BYTES + 1)
@@ -98,8 +105,23 @@ fn decompress(frame: &[u8]) -> Result<Vec<u8>, CoreError> {
     Ok(payload)
 }
 
-/// Decodes a record batch into the byte ranges of its event documents.
-pub fn decode(blob: &[u8]) -> Result<(Vec<u8>, Vec<(usize, usize)>), CoreError> {
+/// Decompressed payload of a record batch and the byte range of each event in it.
+pub struct DecodedBatch {
+    pub payload: Vec<u8>,
+    pub ranges: Vec<(usize, usize)>,
+}
+
+impl DecodedBatch {
+    /// Returns the event documents, in order.
+    pub fn events(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.ranges
+            .iter()
+            .map(|&(start, end)| &self.payload[start..end])
+    }
+}
+
+/// Decodes a record batch into its payload and the byte ranges of its events.
+pub fn decode(blob: &[u8]) -> Result<DecodedBatch, CoreError> {
     if blob.len() < HEADER_LEN {
         return Err(CoreError::RecordBatch(format!(
             "record batch is {} bytes, shorter than its {HEADER_LEN}-byte header",
@@ -139,7 +161,7 @@ pub fn decode(blob: &[u8]) -> Result<(Vec<u8>, Vec<(usize, usize)>), CoreError> 
             ranges.len()
         )));
     }
-    Ok((payload, ranges))
+    Ok(DecodedBatch { payload, ranges })
 }
 
 #[pyfunction]
@@ -156,7 +178,6 @@ pub fn encode_record_batch<'py>(
 pub fn decode_record_batch<'py>(py: Python<'py>, blob: &[u8]) -> PyResult<Bound<'py, PyList>> {
     // `blob` borrows an immutable `bytes` object, which no thread can change. The
     // GIL is always released because a small frame can decompress to far more.
-    let (payload, ranges) = py.allow_threads(|| decode(blob))?;
-    let documents = ranges.iter().map(|&(start, end)| PyBytes::new(py, &payload[start..end]));
-    PyList::new(py, documents)
+    let batch = py.allow_threads(|| decode(blob))?;
+    PyList::new(py, batch.events().map(|event| PyBytes::new(py, event)))
 }

@@ -71,7 +71,11 @@ pub fn signature_message(
 
     let mut covered: Vec<&(String, String)> = params.iter().collect();
     covered.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    for (index, (name, _)) in covered.iter().enumerate().map(|(i, (n, v))| (i, (n.as_str(), v))) {
+    for (index, (name, _)) in covered
+        .iter()
+        .enumerate()
+        .map(|(i, (n, v))| (i, (n.as_str(), v)))
+    {
         if name.is_empty() || name.contains(',') {
             return Err(CoreError::Signature(format!(
                 "covered param name '{}' must be non-empty and contain no comma",
@@ -92,7 +96,10 @@ pub fn signature_message(
     }
 
     let body_len: usize = destination.len()
-        + covered.iter().map(|(name, value)| name.len() + value.len() + 8).sum::<usize>();
+        + covered
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 8)
+            .sum::<usize>();
     let mut message = Vec::with_capacity(DOMAIN.len() + 4 + MAX_PREFIX + 4 + 8 + 4 + body_len);
     message.extend_from_slice(DOMAIN);
     push_u32_len(&mut message, key_prefix.unwrap_or("").as_bytes())?;
@@ -170,7 +177,9 @@ pub fn sign(
     expires_at: u64,
 ) -> Result<String, CoreError> {
     if secret.is_empty() {
-        return Err(CoreError::InvalidArgument("secret must not be empty".to_owned()));
+        return Err(CoreError::InvalidArgument(
+            "secret must not be empty".to_owned(),
+        ));
     }
     let message = signature_message(destination, key_prefix, params, expires_at)?;
     let hex = lower_hex(&hmac_sha256(secret, &message)?);
@@ -248,7 +257,13 @@ pub fn sign_click(
     let expiry = checked_expiry(expires_at)?;
     let size = destination.len() + params.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
     let sig = gil::run_sized(py, size, || {
-        sign(&secret, &destination, key_prefix.as_deref(), &params, expiry)
+        sign(
+            &secret,
+            &destination,
+            key_prefix.as_deref(),
+            &params,
+            expiry,
+        )
     })?;
     Ok(sig)
 }
@@ -272,7 +287,9 @@ pub fn verify_click(
 ) -> PyResult<usize> {
     let expiry = checked_expiry(expires_at)?;
     if secrets.is_empty() {
-        return Err(CoreError::Signature("no active secret to verify sig against".to_owned()).into());
+        return Err(
+            CoreError::Signature("no active secret to verify sig against".to_owned()).into(),
+        );
     }
     let size = (destination.len() + params.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>())
         * secrets.len();

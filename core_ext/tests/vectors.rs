@@ -11,7 +11,9 @@ use _core::uuid7::timestamp_ms;
 use serde_json::Value;
 
 fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors")
+        .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{name} is not JSON: {error}"))
@@ -67,7 +69,11 @@ fn hmac_matches_rfc4231() {
     for case in cases(&document, "cases") {
         let mac = hmac_sha256(&unhex(&case["key"]), &unhex(&case["data"])).expect("mac");
         let expected = text(&case["mac"]);
-        assert!(hex::encode(mac).starts_with(expected), "case {}", case["case"]);
+        assert!(
+            hex::encode(mac).starts_with(expected),
+            "case {}",
+            case["case"]
+        );
     }
 }
 
@@ -81,7 +87,10 @@ fn truncated_rfc4231_mac_is_rejected_as_sig() {
     assert_eq!(truncated.len(), 1);
     let mac = text(&truncated[0]["mac"]);
     assert!(matches!(split(mac), Err(CoreError::Signature(_))));
-    assert!(matches!(split(&format!("acme_{mac}")), Err(CoreError::Signature(_))));
+    assert!(matches!(
+        split(&format!("acme_{mac}")),
+        Err(CoreError::Signature(_))
+    ));
 }
 
 #[test]
@@ -97,8 +106,16 @@ fn nist_gcm_vectors_seal_and_open() {
         let source = text(&case["source"]);
         if case["valid"].as_bool().expect("valid flag") {
             let plaintext = unhex(&case["plaintext"]);
-            assert_eq!(gcm_open(&key, &nonce, &aad, &sealed).expect(source), plaintext, "{source}");
-            assert_eq!(gcm_seal(&key, &nonce, &aad, &plaintext).expect(source), sealed, "{source}");
+            assert_eq!(
+                gcm_open(&key, &nonce, &aad, &sealed).expect(source),
+                plaintext,
+                "{source}"
+            );
+            assert_eq!(
+                gcm_seal(&key, &nonce, &aad, &plaintext).expect(source),
+                sealed,
+                "{source}"
+            );
         } else {
             failing += 1;
             let result = gcm_open(&key, &nonce, &aad, &sealed);
@@ -123,13 +140,21 @@ fn click_vectors_sign_and_verify() {
         let sig = sign(&secret, destination, prefix, &params, expires_at).expect(name);
         assert_eq!(sig, text(&case["sig"]), "{name}");
         let now = case["now"].as_i64().expect("now");
-        assert_eq!(verify(&[secret], destination, &sig, &params, expires_at, now), Ok(0), "{name}");
+        assert_eq!(
+            verify(&[secret], destination, &sig, &params, expires_at, now),
+            Ok(0),
+            "{name}"
+        );
     }
 }
 
 fn verify_case(case: &Value) -> Result<usize, CoreError> {
-    let secrets: Vec<Vec<u8>> =
-        case["secrets"].as_array().expect("secrets").iter().map(unhex).collect();
+    let secrets: Vec<Vec<u8>> = case["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .map(unhex)
+        .collect();
     if secrets.is_empty() {
         return Err(CoreError::Signature("no secrets".to_owned()));
     }
@@ -158,7 +183,9 @@ fn click_vectors_failures_raise_expected_class() {
     for case in cases(&document, "invalid_sign") {
         let name = text(&case["name"]);
         let result = match case["expires_at"].as_i64() {
-            Some(seconds) if seconds < 1 => _core::sign::checked_expiry(Some(seconds)).map(|_| String::new()),
+            Some(seconds) if seconds < 1 => {
+                _core::sign::checked_expiry(Some(seconds)).map(|_| String::new())
+            }
             _ => sign(
                 &unhex(&case["secret"]),
                 text(&case["destination"]),
@@ -184,7 +211,16 @@ fn encrypted_vectors_seal_and_open() {
         let params = pairs(&case["params"]);
         let expires_at = expiry(&case["expires_at"]);
         let destination = text(&case["destination"]);
-        let d = seal(&key, key_id, destination, prefix, &params, expires_at, nonce).expect(name);
+        let d = seal(
+            &key,
+            key_id,
+            destination,
+            prefix,
+            &params,
+            expires_at,
+            nonce,
+        )
+        .expect(name);
         assert_eq!(d, text(&case["d"]), "{name}");
         assert_eq!(header(&d).expect(name), (prefix, key_id), "{name}");
         let opened = open(&key, &d, case["now"].as_i64().expect("now")).expect(name);
@@ -208,7 +244,8 @@ fn encrypted_vectors_failures_raise_expected_class() {
             assert!(case["keys"].get(key_id.to_string()).is_none(), "{name}");
             continue;
         }
-        let error = open(&unhex(&case["key"]), d, case["now"].as_i64().expect("now")).expect_err(name);
+        let error =
+            open(&unhex(&case["key"]), d, case["now"].as_i64().expect("now")).expect_err(name);
         assert_eq!(error_class(&error), expected, "{name}");
     }
 }
@@ -217,13 +254,23 @@ fn encrypted_vectors_failures_raise_expected_class() {
 fn uuid7_vectors_timestamps() {
     let document = load("uuid7_rfc9562.json");
     let example = &document["rfc9562_example"];
-    assert_eq!(timestamp_ms(text(&example["uuid"])), Ok(example["timestamp_ms"].as_u64().expect("ms")));
+    assert_eq!(
+        timestamp_ms(text(&example["uuid"])),
+        Ok(example["timestamp_ms"].as_u64().expect("ms"))
+    );
     for case in cases(&document, "valid") {
-        assert_eq!(timestamp_ms(text(&case["uuid"])), Ok(case["timestamp_ms"].as_u64().expect("ms")));
+        assert_eq!(
+            timestamp_ms(text(&case["uuid"])),
+            Ok(case["timestamp_ms"].as_u64().expect("ms"))
+        );
     }
     for case in cases(&document, "invalid") {
         let result = timestamp_ms(text(&case["value"]));
-        assert!(matches!(result, Err(CoreError::Codec(_))), "{}", case["reason"]);
+        assert!(
+            matches!(result, Err(CoreError::Codec(_))),
+            "{}",
+            case["reason"]
+        );
     }
 }
 
@@ -232,25 +279,40 @@ fn partition_vectors_match() {
     let document = load("partition.json");
     for case in cases(&document, "cases") {
         let prefix = text(&case["key_prefix"]);
-        assert_eq!(format!("{:016x}", fnv1a_64(prefix.as_bytes())), text(&case["fnv1a_64"]));
+        assert_eq!(
+            format!("{:016x}", fnv1a_64(prefix.as_bytes())),
+            text(&case["fnv1a_64"])
+        );
         let partitions = case["partitions"].as_u64().expect("partitions") as u32;
-        assert_eq!(u64::from(partition_of(prefix, partitions)), case["partition"].as_u64().expect("partition"));
+        assert_eq!(
+            u64::from(partition_of(prefix, partitions)),
+            case["partition"].as_u64().expect("partition")
+        );
     }
 }
 
 #[test]
 fn record_batch_vector_round_trips() {
     let document = load("record_batch.json");
-    let events: Vec<&str> = document["events"].as_array().expect("events").iter().map(text).collect();
+    let events: Vec<&str> = document["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(text)
+        .collect();
     let blob = unhex(&document["record_batch"]);
     assert_eq!(encode(&events).expect("encode"), blob);
-    let (payload, ranges) = decode(&blob).expect("decode");
-    assert_eq!(payload, unhex(&document["payload"]));
-    let decoded: Vec<&[u8]> = ranges.iter().map(|&(start, end)| &payload[start..end]).collect();
+    let batch = decode(&blob).expect("decode");
+    assert_eq!(batch.payload, unhex(&document["payload"]));
+    let decoded: Vec<&[u8]> = batch.events().collect();
     let expected: Vec<&[u8]> = events.iter().map(|event| event.as_bytes()).collect();
     assert_eq!(decoded, expected);
     for case in cases(&document, "invalid") {
         let result = decode(&unhex(&case["record_batch"]));
-        assert!(matches!(result, Err(CoreError::RecordBatch(_))), "{}", case["name"]);
+        assert!(
+            matches!(result, Err(CoreError::RecordBatch(_))),
+            "{}",
+            case["name"]
+        );
     }
 }
