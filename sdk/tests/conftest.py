@@ -1,7 +1,7 @@
 """Fixtures for the SDK tests: a scripted local HTTP server and the shared vector directory.
 
-The scripted server stands in for the ingest service and the platform API: it listens on
-127.0.0.1, records every request and answers from a script of statuses and bodies. Tests
+The scripted server takes the place of the ingest service and the platform API. It listens
+on 127.0.0.1, records every request and responds from a script of statuses and bodies. Tests
 that need the real platform live in the repository's tests/sdk_integration.
 
 The shared byte-format vectors are read from the repository (`../tests/vectors` next to
@@ -34,7 +34,7 @@ def free_port() -> int:
 
 @dataclass
 class Reply:
-    """One scripted answer: status, JSON body (None for the default) and headers."""
+    """One scripted response: status, JSON body (None for an empty body) and headers."""
 
     status: int = 200
     body: Any = None
@@ -53,10 +53,10 @@ class Request:
 
 
 class ScriptedServer:
-    """Threaded HTTP server on 127.0.0.1 that answers from `script`, then with `default`.
+    """Threaded HTTP server on 127.0.0.1 that responds from `script`, then with `default`.
 
     `default` is called with the request and returns a Reply; for `/batch` the built-in
-    default accepts every event. `gate`, when cleared, holds every answer until it is set.
+    default accepts every event. `gate`, when cleared, delays every response until it is set.
     """
 
     def __init__(self) -> None:
@@ -86,9 +86,12 @@ class ScriptedServer:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                request = Request(self.command, self.path,
-                                  {k.lower(): v for k, v in self.headers.items()},
-                                  self.rfile.read(length))
+                request = Request(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
                 reply = server._next_reply(request)
                 server.gate.wait(30)
                 payload = b"" if reply.body is None else json.dumps(reply.body).encode()

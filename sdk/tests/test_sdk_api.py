@@ -6,16 +6,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import Reply
-
 from tracker_sdk import ApiError, AsyncTrackerApi, TrackerApi
 
 API_KEY = "trk_0123456789ab_" + "A" * 43
 
 
 def event(n: int) -> dict:
-    return {"event_id": f"id-{n}", "event_type": "click", "timestamp": 1_700_000_000_000 + n,
-            "ip": "203.0.113.0", "user_agent": "ua", "referer": "", "accept_language": "en",
-            "request_path": "/t", "request_host": "h", "params": {"key_prefix": "acme1", "n": str(n)}}
+    return {
+        "event_id": f"id-{n}",
+        "event_type": "click",
+        "timestamp": 1_700_000_000_000 + n,
+        "ip": "203.0.113.0",
+        "user_agent": "ua",
+        "referer": "",
+        "accept_language": "en",
+        "request_path": "/t",
+        "request_host": "h",
+        "params": {"key_prefix": "acme1", "n": str(n)},
+    }
 
 
 def paged(request):
@@ -23,8 +31,15 @@ def paged(request):
     cursor = query.get("cursor", ["0"])[0]
     start = int(cursor)
     following = str(start + 2) if start + 2 < 5 else None
-    return Reply(200, {"events": [event(n) for n in range(start, min(start + 2, 5))],
-                       "next_cursor": following, "tier": "cold", "data_through_ms": None})
+    return Reply(
+        200,
+        {
+            "events": [event(n) for n in range(start, min(start + 2, 5))],
+            "next_cursor": following,
+            "tier": "cold",
+            "data_through_ms": None,
+        },
+    )
 
 
 def test_api_events_follows_cursor(server):
@@ -43,14 +58,39 @@ def test_api_events_follows_cursor(server):
 
 def test_api_stats_and_match(server):
     server.script = [
-        Reply(200, {"total": 12, "rows": [{"param:sub1": "google", "count": 12}],
-                    "truncated": False, "tier": "warm", "data_through_ms": 1_700_000_000_000}),
-        Reply(200, {"pairs": [{"trigger_event": event(1), "result_event": event(2),
-                               "time_delta_ms": 1500}],
-                    "summary": {"triggers": 2, "results": 1, "matched": 1, "match_rate": 0.5,
-                                "time_delta_ms": {"p50": 1500, "p90": 1500, "p99": 1500,
-                                                  "min": 1500, "max": 1500}},
-                    "tier": "cold", "data_through_ms": None}),
+        Reply(
+            200,
+            {
+                "total": 12,
+                "rows": [{"param:sub1": "google", "count": 12}],
+                "truncated": False,
+                "tier": "warm",
+                "data_through_ms": 1_700_000_000_000,
+            },
+        ),
+        Reply(
+            200,
+            {
+                "pairs": [
+                    {"trigger_event": event(1), "result_event": event(2), "time_delta_ms": 1500}
+                ],
+                "summary": {
+                    "triggers": 2,
+                    "results": 1,
+                    "matched": 1,
+                    "match_rate": 0.5,
+                    "time_delta_ms": {
+                        "p50": 1500,
+                        "p90": 1500,
+                        "p99": 1500,
+                        "min": 1500,
+                        "max": 1500,
+                    },
+                },
+                "tier": "cold",
+                "data_through_ms": None,
+            },
+        ),
     ]
     with TrackerApi(server.url, API_KEY) as api:
         stats = api.stats(group_by="param:sub1", hours=48)
@@ -72,9 +112,16 @@ def test_api_stats_and_match(server):
 
 
 def test_api_tracking_url_lifecycle(server):
-    link = {"tu_id": "tu_1", "key_prefix": "acme1", "destination": "https://a.example/",
-            "name": "spring", "params": {"sub1": "x"}, "status": "active",
-            "created_at": 1, "updated_at": 1}
+    link = {
+        "tu_id": "tu_1",
+        "key_prefix": "acme1",
+        "destination": "https://a.example/",
+        "name": "spring",
+        "params": {"sub1": "x"},
+        "status": "active",
+        "created_at": 1,
+        "updated_at": 1,
+    }
     server.script = [
         Reply(201, link),
         Reply(200, {"tracking_urls": [link]}),
@@ -96,19 +143,32 @@ def test_api_tracking_url_lifecycle(server):
     assert rotated.destination == "https://b.example/"
     assert not disabled.active
     calls = [(request.method, urlsplit(request.path).path) for request in server.requests]
-    assert calls == [("POST", "/api/tracking-urls"), ("GET", "/api/tracking-urls"),
-                     ("GET", "/api/tracking-urls/tu_1"), ("PATCH", "/api/tracking-urls/tu_1"),
-                     ("PATCH", "/api/tracking-urls/tu_1")]
-    assert server.requests[0].json() == {"destination": "https://a.example/", "name": "spring",
-                                         "params": {"sub1": "x"}}
+    assert calls == [
+        ("POST", "/api/tracking-urls"),
+        ("GET", "/api/tracking-urls"),
+        ("GET", "/api/tracking-urls/tu_1"),
+        ("PATCH", "/api/tracking-urls/tu_1"),
+        ("PATCH", "/api/tracking-urls/tu_1"),
+    ]
+    assert server.requests[0].json() == {
+        "destination": "https://a.example/",
+        "name": "spring",
+        "params": {"sub1": "x"},
+    }
     assert server.requests[3].json() == {"destination": "https://b.example/"}
 
 
 @pytest.mark.parametrize(
     ("reply", "status", "code", "field"),
     [
-        (Reply(400, {"error": {"code": "invalid_param", "message": "bad hours", "field": "hours"}}),
-         400, "invalid_param", "hours"),
+        (
+            Reply(
+                400, {"error": {"code": "invalid_param", "message": "bad hours", "field": "hours"}}
+            ),
+            400,
+            "invalid_param",
+            "hours",
+        ),
         (Reply(401, {"code": "unauthorized", "message": "no key"}), 401, "unauthorized", None),
         (Reply(404, None), 404, "http_404", None),
         (Reply(500, ["not", "an", "object"]), 500, "http_500", None),

@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 from conftest import Reply, ScriptedServer
-
 from tracker_sdk import AsyncTrackerClient, DeliveryError, InvalidEventError, RetryPolicy
 
 
@@ -65,8 +64,12 @@ async def test_async_client_retries_429_then_delivers(server):
 
 
 async def test_async_client_counts_rejections(server):
-    server.script = [Reply(200, {"accepted": 0, "rejected": [
-        {"index": 0, "field": "event_type", "reason": "invalid"}]})]
+    server.script = [
+        Reply(
+            200,
+            {"accepted": 0, "rejected": [{"index": 0, "field": "event_type", "reason": "invalid"}]},
+        )
+    ]
     async with make_client(server, batch_size=1) as client:
         await client.track("a")
 

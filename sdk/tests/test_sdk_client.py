@@ -13,11 +13,12 @@ from email.utils import formatdate
 
 import pytest
 from conftest import RecordingSleep, Reply, ScriptedServer, free_port
-
 from tracker_sdk import DeliveryError, InvalidEventError, RetryPolicy, TrackerClient
 
 
-def make_client(server: ScriptedServer, sleep: RecordingSleep | None = None, **options) -> TrackerClient:
+def make_client(
+    server: ScriptedServer, sleep: RecordingSleep | None = None, **options
+) -> TrackerClient:
     options.setdefault("flush_interval", 30.0)
     options.setdefault("retry", RetryPolicy(max_retries=3, base_delay=0.5, max_delay=8.0))
     return TrackerClient(server.url, "acme1", sleep=sleep, rng=random.Random(7), **options)
@@ -63,8 +64,14 @@ def test_client_flushes_on_interval(server):
 
 def test_client_sends_end_user_fields(server):
     client = make_client(server)
-    client.track("signup", {"plan": "pro"}, ip="198.51.100.7", user_agent="Mozilla/5.0",
-                 referer="https://ref.example/", accept_language="de")
+    client.track(
+        "signup",
+        {"plan": "pro"},
+        ip="198.51.100.7",
+        user_agent="Mozilla/5.0",
+        referer="https://ref.example/",
+        accept_language="de",
+    )
     client.close()
 
     event = server.batch_event_lists()[0][0]
@@ -125,8 +132,9 @@ def test_client_honours_retry_after_seconds(server, sleep):
 def test_client_honours_retry_after_date(server, sleep):
     now = 1_800_000_000.0
     server.script = [Reply(503, None, {"Retry-After": formatdate(now + 12, usegmt=True)})]
-    client = TrackerClient(server.url, "acme1", batch_size=1, flush_interval=30, sleep=sleep,
-                           wall_clock=lambda: now)
+    client = TrackerClient(
+        server.url, "acme1", batch_size=1, flush_interval=30, sleep=sleep, wall_clock=lambda: now
+    )
     client.track("a")
     client.close()
 
@@ -135,8 +143,9 @@ def test_client_honours_retry_after_date(server, sleep):
 
 def test_client_caps_retry_after(server, sleep):
     server.script = [Reply(429, None, {"Retry-After": "86400"})]
-    client = make_client(server, sleep, batch_size=1,
-                         retry=RetryPolicy(max_retries=2, max_retry_after=60.0))
+    client = make_client(
+        server, sleep, batch_size=1, retry=RetryPolicy(max_retries=2, max_retry_after=60.0)
+    )
     client.track("a")
     client.close()
 
@@ -167,8 +176,17 @@ def test_client_does_not_retry_400(server, sleep):
 
 
 def test_client_counts_rejected_without_retry(server, sleep):
-    server.script = [Reply(200, {"accepted": 2, "rejected": [
-        {"index": 1, "field": "params.key_prefix", "reason": "unknown tenant"}]})]
+    server.script = [
+        Reply(
+            200,
+            {
+                "accepted": 2,
+                "rejected": [
+                    {"index": 1, "field": "params.key_prefix", "reason": "unknown tenant"}
+                ],
+            },
+        )
+    ]
     client = make_client(server, sleep, batch_size=3)
     for name in ("a", "b", "c"):
         client.track(name)
@@ -192,17 +210,27 @@ def test_client_splits_batch_on_413(server, sleep):
     ids = [client.track("a") for _ in range(8)]
     client.close()
 
-    delivered = [event["event_id"] for batch in server.batch_event_lists() if len(batch) <= 2
-                 for event in batch]
+    delivered = [
+        event["event_id"]
+        for batch in server.batch_event_lists()
+        if len(batch) <= 2
+        for event in batch
+    ]
     assert sorted(delivered) == sorted(ids)
     assert client.stats.delivered == 8
 
 
 def test_client_retries_connection_errors(sleep):
     closed_port = free_port()
-    client = TrackerClient(f"http://127.0.0.1:{closed_port}", "acme1", batch_size=1,
-                           flush_interval=30, sleep=sleep, timeout=2,
-                           retry=RetryPolicy(max_retries=2))
+    client = TrackerClient(
+        f"http://127.0.0.1:{closed_port}",
+        "acme1",
+        batch_size=1,
+        flush_interval=30,
+        sleep=sleep,
+        timeout=2,
+        retry=RetryPolicy(max_retries=2),
+    )
     assert client.track("a") is not None
     client.close()
 

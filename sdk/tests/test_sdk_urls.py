@@ -18,7 +18,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tracker_sdk import (
     build_encrypted_click_url,
     build_impression_url,
@@ -35,8 +34,9 @@ def query_pairs(url: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(url).query, keep_blank_values=True, strict_parsing=True)
 
 
-def expected_signature(secret: bytes, prefix: str, destination: str, expires_at: int,
-                       covered: dict[str, str]) -> str:
+def expected_signature(
+    secret: bytes, prefix: str, destination: str, expires_at: int, covered: dict[str, str]
+) -> str:
     message = b"tracker-click-v1"
     for part in (prefix.encode(), destination.encode()):
         message += struct.pack(">I", len(part)) + part
@@ -53,7 +53,9 @@ def open_blob(key: bytes, d_value: str) -> tuple[str | None, int, int, list[tupl
     version, key_id, nonce, sealed = blob[0], blob[1], blob[2:14], blob[14:]
     assert version == 1
     encoded_prefix = prefix.encode()
-    associated = b"tracker-d-v1" + bytes([len(encoded_prefix)]) + encoded_prefix + bytes([1, key_id])
+    associated = (
+        b"tracker-d-v1" + bytes([len(encoded_prefix)]) + encoded_prefix + bytes([1, key_id])
+    )
     plaintext = AESGCM(key).decrypt(nonce, sealed, associated)
 
     expires_at, count = struct.unpack_from(">QH", plaintext)
@@ -71,9 +73,13 @@ def open_blob(key: bytes, d_value: str) -> tuple[str | None, int, int, list[tupl
 
 def test_signed_url_layout():
     url = build_signed_click_url(
-        "https://track.example.com/", SECRET, "https://shop.example/p?id=1&x=a b",
-        key_prefix="acme1", params={"sub1": "news letter", "offer": "42"},
-        signed_params=["offer"], expires_at=1_900_000_000,
+        "https://track.example.com/",
+        SECRET,
+        "https://shop.example/p?id=1&x=a b",
+        key_prefix="acme1",
+        params={"sub1": "news letter", "offer": "42"},
+        signed_params=["offer"],
+        expires_at=1_900_000_000,
     )
     assert url.startswith("https://track.example.com/t?url=")
     pairs = query_pairs(url)
@@ -97,18 +103,26 @@ def test_signed_url_without_prefix_is_bare_hex():
 
 def test_signed_params_sorted_by_bytes():
     params = {"b": "2", "a": "1", "é": "3", "Z": "4"}
-    url = build_signed_click_url("http://h.example", SECRET, "https://a.example/",
-                                 key_prefix="k", params=params, signed_params=params.keys())
+    url = build_signed_click_url(
+        "http://h.example",
+        SECRET,
+        "https://a.example/",
+        key_prefix="k",
+        params=params,
+        signed_params=params.keys(),
+    )
     query = dict(query_pairs(url))
     assert query["sp"] == "Z,a,b,é"
     assert query["sig"] == "k_" + expected_signature(SECRET, "k", "https://a.example/", 0, params)
 
 
 def test_unsigned_params_do_not_change_signature():
-    first = build_signed_click_url("http://h.example", SECRET, "https://a.example/",
-                                   params={"sub1": "x"})
-    second = build_signed_click_url("http://h.example", SECRET, "https://a.example/",
-                                    params={"sub1": "y"})
+    first = build_signed_click_url(
+        "http://h.example", SECRET, "https://a.example/", params={"sub1": "x"}
+    )
+    second = build_signed_click_url(
+        "http://h.example", SECRET, "https://a.example/", params={"sub1": "y"}
+    )
     assert dict(query_pairs(first))["sig"] == dict(query_pairs(second))["sig"]
 
 
@@ -134,8 +148,12 @@ def test_unsigned_params_do_not_change_signature():
     ],
 )
 def test_signed_url_rejects_bad_input(kwargs, message):
-    arguments = {"base_url": "http://h.example", "secret": SECRET,
-                 "destination": "https://a.example/", **kwargs}
+    arguments = {
+        "base_url": "http://h.example",
+        "secret": SECRET,
+        "destination": "https://a.example/",
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=message):
         build_signed_click_url(**arguments)
 
@@ -148,9 +166,14 @@ def test_builders_reject_bad_base_url(base_url):
 
 def test_encrypted_url_opens_with_aesgcm():
     url = build_encrypted_click_url(
-        "https://track.example.com", KEY, 3, "https://shop.example/checkout?c=1",
-        key_prefix="acme1", hidden_params={"payout": "1.50", "offer": "9"},
-        params={"sub1": "feed"}, expires_at=1_900_000_000,
+        "https://track.example.com",
+        KEY,
+        3,
+        "https://shop.example/checkout?c=1",
+        key_prefix="acme1",
+        hidden_params={"payout": "1.50", "offer": "9"},
+        params={"sub1": "feed"},
+        expires_at=1_900_000_000,
     )
     pairs = query_pairs(url)
     assert [name for name, _ in pairs] == ["d", "sub1"]
@@ -168,18 +191,21 @@ def test_encrypted_url_opens_with_aesgcm():
 
 def test_encrypted_url_fixed_nonce_is_deterministic():
     nonce = b"\x01" * 12
-    first = build_encrypted_click_url("http://h.example", KEY.hex(), 0, "https://a.example/",
-                                      nonce=nonce)
-    second = build_encrypted_click_url("http://h.example", KEY, 0, "https://a.example/",
-                                       nonce=nonce)
+    first = build_encrypted_click_url(
+        "http://h.example", KEY.hex(), 0, "https://a.example/", nonce=nonce
+    )
+    second = build_encrypted_click_url(
+        "http://h.example", KEY, 0, "https://a.example/", nonce=nonce
+    )
     third = build_encrypted_click_url("http://h.example", KEY, 0, "https://a.example/")
     assert first == second
     assert first != third
 
 
 def test_encrypted_prefix_is_authenticated():
-    url = build_encrypted_click_url("http://h.example", KEY, 1, "https://a.example/",
-                                    key_prefix="acme1")
+    url = build_encrypted_click_url(
+        "http://h.example", KEY, 1, "https://a.example/", key_prefix="acme1"
+    )
     d_value = dict(query_pairs(url))["d"]
     swapped = "other." + d_value.split(".", 1)[1]
     with pytest.raises(InvalidTag):
@@ -199,8 +225,13 @@ def test_encrypted_prefix_is_authenticated():
     ],
 )
 def test_encrypted_url_rejects_bad_input(kwargs, message):
-    arguments = {"base_url": "http://h.example", "key": KEY, "key_id": 1,
-                 "destination": "https://a.example/", **kwargs}
+    arguments = {
+        "base_url": "http://h.example",
+        "key": KEY,
+        "key_id": 1,
+        "destination": "https://a.example/",
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=message):
         build_encrypted_click_url(**arguments)
 
@@ -235,20 +266,37 @@ def test_params_must_be_strings():
 
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-names = text.filter(lambda name: name and name not in {"url", "sig", "exp", "sp"} and "," not in name)
-destinations = st.builds(lambda host, path: f"https://{host}.example/{path}",
-                         st.from_regex(r"[a-z0-9]{1,20}", fullmatch=True), text)
+names = text.filter(
+    lambda name: name and name not in {"url", "sig", "exp", "sp"} and "," not in name
+)
+destinations = st.builds(
+    lambda host, path: f"https://{host}.example/{path}",
+    st.from_regex(r"[a-z0-9]{1,20}", fullmatch=True),
+    text,
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(destination=destinations, params=st.dictionaries(names, text, max_size=6),
-       expires_at=st.one_of(st.none(), st.integers(1, 2**63 - 1)),
-       prefix=st.one_of(st.none(), st.from_regex(r"[a-z0-9]{1,32}", fullmatch=True)),
-       data=st.data())
+@given(
+    destination=destinations,
+    params=st.dictionaries(names, text, max_size=6),
+    expires_at=st.one_of(st.none(), st.integers(1, 2**63 - 1)),
+    prefix=st.one_of(st.none(), st.from_regex(r"[a-z0-9]{1,32}", fullmatch=True)),
+    data=st.data(),
+)
 def test_signed_url_round_trip(destination, params, expires_at, prefix, data):
-    covered_names = data.draw(st.sets(st.sampled_from(sorted(params))) if params else st.just(set()))
-    url = build_signed_click_url("http://h.example", SECRET, destination, key_prefix=prefix,
-                                 params=params, signed_params=covered_names, expires_at=expires_at)
+    covered_names = data.draw(
+        st.sets(st.sampled_from(sorted(params))) if params else st.just(set())
+    )
+    url = build_signed_click_url(
+        "http://h.example",
+        SECRET,
+        destination,
+        key_prefix=prefix,
+        params=params,
+        signed_params=covered_names,
+        expires_at=expires_at,
+    )
     query = dict(query_pairs(url))
     assert query["url"] == destination
     covered = {name: params[name] for name in covered_names}
@@ -259,21 +307,39 @@ def test_signed_url_round_trip(destination, params, expires_at, prefix, data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(destination=destinations, hidden=st.lists(st.tuples(text.filter(bool), text), max_size=6, unique_by=lambda pair: pair[0]),
-       expires_at=st.one_of(st.none(), st.integers(1, 2**63 - 1)),
-       prefix=st.one_of(st.none(), st.from_regex(r"[a-z0-9]{1,32}", fullmatch=True)),
-       key_id=st.integers(0, 255))
+@given(
+    destination=destinations,
+    hidden=st.lists(st.tuples(text.filter(bool), text), max_size=6, unique_by=lambda pair: pair[0]),
+    expires_at=st.one_of(st.none(), st.integers(1, 2**63 - 1)),
+    prefix=st.one_of(st.none(), st.from_regex(r"[a-z0-9]{1,32}", fullmatch=True)),
+    key_id=st.integers(0, 255),
+)
 def test_encrypted_url_round_trip(destination, hidden, expires_at, prefix, key_id):
-    url = build_encrypted_click_url("http://h.example", KEY, key_id, destination,
-                                    key_prefix=prefix, hidden_params=hidden, expires_at=expires_at)
+    url = build_encrypted_click_url(
+        "http://h.example",
+        KEY,
+        key_id,
+        destination,
+        key_prefix=prefix,
+        hidden_params=hidden,
+        expires_at=expires_at,
+    )
     opened = open_blob(KEY, dict(query_pairs(url))["d"])
     assert opened == (prefix, key_id, expires_at or 0, hidden, destination)
 
 
-@pytest.mark.parametrize(("builder", "path"), [(build_postback_url, "/p"), (build_impression_url, "/i")])
+@pytest.mark.parametrize(
+    ("builder", "path"), [(build_postback_url, "/p"), (build_impression_url, "/i")]
+)
 def test_signed_pixel_urls_cover_path(builder, path):
-    url = builder("http://h.example", "acme1", {"click_id": "c1", "sub1": "x"}, secret=SECRET,
-                  signed_params=["click_id"], expires_at=1_900_000_000)
+    url = builder(
+        "http://h.example",
+        "acme1",
+        {"click_id": "c1", "sub1": "x"},
+        secret=SECRET,
+        signed_params=["click_id"],
+        expires_at=1_900_000_000,
+    )
     pairs = query_pairs(url)
     assert [name for name, _ in pairs] == ["key_prefix", "sig", "exp", "sp", "click_id", "sub1"]
     query = dict(pairs)

@@ -7,7 +7,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from conftest import VECTORS
-
 from tracker_sdk import build_encrypted_click_url, build_signed_click_url
 from tracker_sdk._wire import encrypt, sign, signature_message
 
@@ -34,20 +33,37 @@ def test_vector_files_have_cases():
 @pytest.mark.parametrize("case", CLICKS["valid"], ids=lambda case: case["name"])
 def test_click_vector_message_and_sig(case):
     pairs = [tuple(pair) for pair in case["params"]]
-    message = signature_message(case["destination"], key_prefix=case["key_prefix"],
-                                covered=pairs, expires_at=case["expires_at"])
+    message = signature_message(
+        case["destination"],
+        key_prefix=case["key_prefix"],
+        covered=pairs,
+        expires_at=case["expires_at"],
+    )
     assert message.hex() == case["message"]
-    assert sign(bytes.fromhex(case["secret"]), case["destination"], key_prefix=case["key_prefix"],
-                covered=pairs, expires_at=case["expires_at"]) == case["sig"]
+    assert (
+        sign(
+            bytes.fromhex(case["secret"]),
+            case["destination"],
+            key_prefix=case["key_prefix"],
+            covered=pairs,
+            expires_at=case["expires_at"],
+        )
+        == case["sig"]
+    )
     if not is_web_url(case["destination"]):
         with pytest.raises(ValueError, match="destination"):
             build_signed_click_url("https://track.example", b"s", case["destination"])
         return
 
-    url = build_signed_click_url("https://track.example", bytes.fromhex(case["secret"]),
-                                 case["destination"], key_prefix=case["key_prefix"], params=pairs,
-                                 signed_params=[name for name, _ in pairs],
-                                 expires_at=case["expires_at"])
+    url = build_signed_click_url(
+        "https://track.example",
+        bytes.fromhex(case["secret"]),
+        case["destination"],
+        key_prefix=case["key_prefix"],
+        params=pairs,
+        signed_params=[name for name, _ in pairs],
+        expires_at=case["expires_at"],
+    )
     assert query(url)["sig"] == case["sig"]
 
 
@@ -55,27 +71,45 @@ def test_click_vector_message_and_sig(case):
 def test_click_vector_invalid_sign_rejected(case):
     pairs = [tuple(pair) for pair in case["params"]]
     with pytest.raises((ValueError, TypeError)):
-        build_signed_click_url("https://track.example", bytes.fromhex(case["secret"]),
-                               case["destination"], key_prefix=case["key_prefix"], params=pairs,
-                               signed_params=[name for name, _ in pairs],
-                               expires_at=case["expires_at"])
+        build_signed_click_url(
+            "https://track.example",
+            bytes.fromhex(case["secret"]),
+            case["destination"],
+            key_prefix=case["key_prefix"],
+            params=pairs,
+            signed_params=[name for name, _ in pairs],
+            expires_at=case["expires_at"],
+        )
 
 
 @pytest.mark.parametrize("case", ENCRYPTED["valid"], ids=lambda case: case["name"])
 def test_encrypted_vector_blob(case):
     hidden = [tuple(pair) for pair in case["params"]]
-    assert encrypt(bytes.fromhex(case["key"]), case["key_id"], case["destination"],
-                   key_prefix=case["key_prefix"], hidden=hidden, expires_at=case["expires_at"],
-                   nonce=bytes.fromhex(case["nonce"])) == case["d"]
+    assert (
+        encrypt(
+            bytes.fromhex(case["key"]),
+            case["key_id"],
+            case["destination"],
+            key_prefix=case["key_prefix"],
+            hidden=hidden,
+            expires_at=case["expires_at"],
+            nonce=bytes.fromhex(case["nonce"]),
+        )
+        == case["d"]
+    )
     if not is_web_url(case["destination"]):
         with pytest.raises(ValueError, match="destination"):
             build_encrypted_click_url("https://track.example", bytes(32), 0, case["destination"])
         return
 
-    url = build_encrypted_click_url("https://track.example", bytes.fromhex(case["key"]),
-                                    case["key_id"], case["destination"],
-                                    key_prefix=case["key_prefix"],
-                                    hidden_params=hidden,
-                                    expires_at=case["expires_at"],
-                                    nonce=bytes.fromhex(case["nonce"]))
+    url = build_encrypted_click_url(
+        "https://track.example",
+        bytes.fromhex(case["key"]),
+        case["key_id"],
+        case["destination"],
+        key_prefix=case["key_prefix"],
+        hidden_params=hidden,
+        expires_at=case["expires_at"],
+        nonce=bytes.fromhex(case["nonce"]),
+    )
     assert query(url)["d"] == case["d"]

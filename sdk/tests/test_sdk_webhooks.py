@@ -6,7 +6,6 @@ import hashlib
 import hmac
 
 import pytest
-
 from tracker_sdk import WebhookVerificationError, verify_webhook
 
 SECRET = "whsec_test"
@@ -14,7 +13,9 @@ BODY = b'{"event_id":"0190","event_type":"click","params":{"key_prefix":"acme1"}
 NOW = 1_800_000_000
 
 
-def signed_headers(body: bytes = BODY, secret: str = SECRET, timestamp: int = NOW) -> dict[str, str]:
+def signed_headers(
+    body: bytes = BODY, secret: str = SECRET, timestamp: int = NOW
+) -> dict[str, str]:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return {
         "Tracker-Signature": f"v1={digest}",

@@ -1,6 +1,6 @@
 """Pieces shared by the thread and asyncio clients: event checks, retry policy, outcomes.
 
-The clients only do I/O and waiting; every decision about a `/batch` answer (deliver,
+The clients only do I/O and waiting; every decision about a `/batch` response (deliver,
 retry after a delay, split, give up) is made here so both clients behave the same.
 """
 
@@ -75,11 +75,15 @@ def make_event(
     event: dict[str, object] = {"event_id": event_id, "event_type": event_type, "params": merged}
     for name, value in (fields or {}).items():
         if name not in EVENT_FIELDS:
-            raise InvalidEventError(name, f"unknown event field: expected one of {', '.join(EVENT_FIELDS)}")
+            raise InvalidEventError(
+                name, f"unknown event field: expected one of {', '.join(EVENT_FIELDS)}"
+            )
         if not isinstance(value, str):
             raise InvalidEventError(name, "must be str")
         if len(value) > MAX_PARAM_VALUE_LEN:
-            raise InvalidEventError(name, f"is {len(value)} characters, the maximum is {MAX_PARAM_VALUE_LEN}")
+            raise InvalidEventError(
+                name, f"is {len(value)} characters, the maximum is {MAX_PARAM_VALUE_LEN}"
+            )
         event[name] = value
     return event
 
@@ -98,7 +102,7 @@ class ClientStats:
     dropped_invalid: int = 0
     """Events that failed the checks in track() with raise_errors=False."""
     failed: int = 0
-    """Events given up on after a non-retryable answer or after the last retry."""
+    """Events given up on after a non-retryable response or after the last retry."""
     retries: int = 0
     """Batch send attempts after the first one."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -129,7 +133,7 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 60.0
-    """Upper bound on a server's Retry-After, so one answer cannot stall the client."""
+    """Upper bound on a server's Retry-After, so one response cannot stall the client."""
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Return a delay drawn uniformly from [0, min(max_delay, base_delay * 2**attempt)]."""
@@ -163,14 +167,16 @@ def decide(
     """Classify one attempt to send `batch`, update `stats` and log, and return what to do next.
 
     `attempt` counts from 0. Connection errors, 408/425/429 and 5xx are retried; 413 splits
-    the batch; any other answer is final.
+    the batch; any other response is final.
     """
     if response is not None and response.is_success:
         _record_delivery(response, batch, stats)
         return Decision(Action.DONE)
 
     if response is not None and response.status_code == 413 and len(batch) > 1:
-        logger.warning("Batch too large for the server; splitting it.", extra={"events": len(batch)})
+        logger.warning(
+            "Batch too large for the server; splitting it.", extra={"events": len(batch)}
+        )
         return Decision(Action.SPLIT)
 
     retryable = response is None or (
@@ -197,31 +203,43 @@ def decide(
     stats.add(retries=1)
     logger.warning(
         "Batch delivery failed; retrying after a delay.",
-        extra={"events": len(batch), "status": status, "error": _error_text(response, error),
-               "delay_s": round(delay, 3), "attempt": attempt + 1},
+        extra={
+            "events": len(batch),
+            "status": status,
+            "error": _error_text(response, error),
+            "delay_s": round(delay, 3),
+            "attempt": attempt + 1,
+        },
     )
     return Decision(Action.RETRY, delay)
 
 
-def _record_delivery(response: httpx.Response, batch: list[dict[str, object]],
-                     stats: ClientStats) -> None:
+def _record_delivery(
+    response: httpx.Response, batch: list[dict[str, object]], stats: ClientStats
+) -> None:
     try:
         body = response.json()
         rejected = body.get("rejected") or []
         accepted = int(body.get("accepted", len(batch) - len(rejected)))
     except (ValueError, AttributeError, TypeError):
-        logger.warning("Batch answer is not the expected JSON; counting all events as delivered.",
-                       extra={"events": len(batch), "status": response.status_code})
+        logger.warning(
+            "Batch response is not the expected JSON; counting all events as delivered.",
+            extra={"events": len(batch), "status": response.status_code},
+        )
         stats.add(delivered=len(batch))
         return
 
     stats.add(delivered=accepted, rejected=len(rejected))
     if rejected:
-        logger.warning("Server rejected events in a batch; they will not be retried.",
-                       extra={"events": len(batch), "rejected": len(rejected)})
+        logger.warning(
+            "Server rejected events in a batch; they will not be retried.",
+            extra={"events": len(batch), "rejected": len(rejected)},
+        )
     for item in rejected:
         index = item.get("index") if isinstance(item, dict) else None
-        event_id = batch[index]["event_id"] if isinstance(index, int) and 0 <= index < len(batch) else None
+        event_id = (
+            batch[index]["event_id"] if isinstance(index, int) and 0 <= index < len(batch) else None
+        )
         logger.debug("Event rejected.", extra={"event_id": event_id, "rejection": item})
 
 
@@ -253,6 +271,8 @@ def _error_text(response: httpx.Response | None, error: Exception | None) -> str
         return response.reason_phrase
 
 
-def split(batch: list[dict[str, object]]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+def split(
+    batch: list[dict[str, object]],
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     middle = len(batch) // 2
     return batch[:middle], batch[middle:]

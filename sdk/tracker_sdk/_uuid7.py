@@ -1,7 +1,7 @@
 """UUIDv7 event ids (RFC 9562 section 5.7), strictly increasing within the process.
 
 Ids made in the same millisecond count up in the 12-bit `rand_a` field from a random
-start (RFC 9562 section 6.2, method 1); when the counter overflows, the timestamp field
+start (RFC 9562 section 6.2, method 1). When the counter overflows, the timestamp field
 moves one millisecond ahead. The platform deduplicates on these ids, so a batch that is
 sent again after a timeout is counted once.
 """

@@ -42,7 +42,9 @@ def check_expires_at(expires_at: int | None) -> int:
     if expires_at is None:
         return 0
     if isinstance(expires_at, bool) or not isinstance(expires_at, int):
-        raise TypeError(f"expires_at must be an int of Unix seconds, got {type(expires_at).__name__}")
+        raise TypeError(
+            f"expires_at must be an int of Unix seconds, got {type(expires_at).__name__}"
+        )
     if not 0 < expires_at <= MAX_EXPIRES_AT:
         raise ValueError(f"invalid expires_at {expires_at}: expected Unix seconds in 1..2**63-1")
     return expires_at
@@ -99,8 +101,7 @@ def encrypt(
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError as error:
         raise ImportError(
-            "encrypted click URLs need the 'cryptography' package: "
-            "install tracker-sdk[encrypted]"
+            "encrypted click URLs need the 'cryptography' package: install tracker-sdk[encrypted]"
         ) from error
 
     if len(key) != KEY_LEN:

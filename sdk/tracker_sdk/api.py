@@ -1,7 +1,7 @@
 """TrackerApi and AsyncTrackerApi: clients of the platform API for analytics and short links.
 
-Both send `Authorization: Bearer <api key>` and turn every error answer into ApiError
-with the platform's stable `code` and the `field` at fault. Request building and answer
+Both send `Authorization: Bearer <api key>` and turn every error response into ApiError
+with the platform's stable `code` and the `field` at fault. Request building and response
 decoding live in module functions, so the two classes differ only in how they wait.
 """
 
@@ -27,10 +27,20 @@ _TRACKING_URLS = "/api/tracking-urls"
 class TrackerApi:
     """Blocking client of the platform API. Use as a context manager or call close()."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
-                                  headers=_auth_headers(api_key), transport=transport)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            headers=_auth_headers(api_key),
+            transport=transport,
+        )
 
     def stats(self, **query: Any) -> Stats:
         """Count events; e.g. `stats(hours=48, group_by="param:sub1", event_type="click")`.
@@ -59,29 +69,34 @@ class TrackerApi:
         params = {"trigger": trigger, "result": result, "on": on, **query}
         return MatchResult.from_json(self._request("GET", _MATCH, params=params))
 
-    def create_tracking_url(self, destination: str, *, name: str = "",
-                            params: Mapping[str, str] | None = None,
-                            key_prefix: str | None = None) -> TrackingUrl:
+    def create_tracking_url(
+        self,
+        destination: str,
+        *,
+        name: str = "",
+        params: Mapping[str, str] | None = None,
+        key_prefix: str | None = None,
+    ) -> TrackingUrl:
         """Register a short link; `key_prefix` is needed only with an admin key."""
         body = _new_tracking_url(destination, name, params, key_prefix)
-        return TrackingUrl.from_json((self._request("POST", _TRACKING_URLS, json=body)))
+        return TrackingUrl.from_json(self._request("POST", _TRACKING_URLS, json=body))
 
     def list_tracking_urls(self, **query: Any) -> list[TrackingUrl]:
         """Return the tenant's short links."""
         return _tracking_url_list(self._request("GET", _TRACKING_URLS, params=query))
 
     def get_tracking_url(self, tu_id: str) -> TrackingUrl:
-        return TrackingUrl.from_json((self._request("GET", _tracking_url_path(tu_id))))
+        return TrackingUrl.from_json(self._request("GET", _tracking_url_path(tu_id)))
 
     def rotate_tracking_url(self, tu_id: str, destination: str) -> TrackingUrl:
         """Point an existing short link at a new destination; links already shared keep working."""
         data = self._request("PATCH", _tracking_url_path(tu_id), json={"destination": destination})
-        return TrackingUrl.from_json((data))
+        return TrackingUrl.from_json(data)
 
     def disable_tracking_url(self, tu_id: str) -> TrackingUrl:
         """Stop redirecting a short link; clicks on it then get an error page."""
         data = self._request("PATCH", _tracking_url_path(tu_id), json={"status": "disabled"})
-        return TrackingUrl.from_json((data))
+        return TrackingUrl.from_json(data)
 
     def close(self) -> None:
         self._http.close()
@@ -92,8 +107,9 @@ class TrackerApi:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, params: Query | None = None,
-                 json: object = None) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, *, params: Query | None = None, json: object = None
+    ) -> dict[str, Any]:
         response = self._http.request(method, path, params=_clean(params), json=json)
         return _decode(response)
 
@@ -101,10 +117,20 @@ class TrackerApi:
 class AsyncTrackerApi:
     """asyncio client of the platform API; the methods match TrackerApi."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
-                                       headers=_auth_headers(api_key), transport=transport)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            headers=_auth_headers(api_key),
+            transport=transport,
+        )
 
     async def stats(self, **query: Any) -> Stats:
         return Stats.from_json(await self._request("GET", _STATS, params=query))
@@ -126,25 +152,32 @@ class AsyncTrackerApi:
         params = {"trigger": trigger, "result": result, "on": on, **query}
         return MatchResult.from_json(await self._request("GET", _MATCH, params=params))
 
-    async def create_tracking_url(self, destination: str, *, name: str = "",
-                                  params: Mapping[str, str] | None = None,
-                                  key_prefix: str | None = None) -> TrackingUrl:
+    async def create_tracking_url(
+        self,
+        destination: str,
+        *,
+        name: str = "",
+        params: Mapping[str, str] | None = None,
+        key_prefix: str | None = None,
+    ) -> TrackingUrl:
         body = _new_tracking_url(destination, name, params, key_prefix)
-        return TrackingUrl.from_json((await self._request("POST", _TRACKING_URLS, json=body)))
+        return TrackingUrl.from_json(await self._request("POST", _TRACKING_URLS, json=body))
 
     async def list_tracking_urls(self, **query: Any) -> list[TrackingUrl]:
         return _tracking_url_list(await self._request("GET", _TRACKING_URLS, params=query))
 
     async def get_tracking_url(self, tu_id: str) -> TrackingUrl:
-        return TrackingUrl.from_json((await self._request("GET", _tracking_url_path(tu_id))))
+        return TrackingUrl.from_json(await self._request("GET", _tracking_url_path(tu_id)))
 
     async def rotate_tracking_url(self, tu_id: str, destination: str) -> TrackingUrl:
-        data = await self._request("PATCH", _tracking_url_path(tu_id), json={"destination": destination})
-        return TrackingUrl.from_json((data))
+        data = await self._request(
+            "PATCH", _tracking_url_path(tu_id), json={"destination": destination}
+        )
+        return TrackingUrl.from_json(data)
 
     async def disable_tracking_url(self, tu_id: str) -> TrackingUrl:
         data = await self._request("PATCH", _tracking_url_path(tu_id), json={"status": "disabled"})
-        return TrackingUrl.from_json((data))
+        return TrackingUrl.from_json(data)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -155,8 +188,9 @@ class AsyncTrackerApi:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _request(self, method: str, path: str, *, params: Query | None = None,
-                       json: object = None) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, *, params: Query | None = None, json: object = None
+    ) -> dict[str, Any]:
         response = await self._http.request(method, path, params=_clean(params), json=json)
         return _decode(response)
 
@@ -174,7 +208,10 @@ def _clean(query: Query | None) -> dict[str, str] | None:
     for name, value in query.items():
         if value is None:
             continue
-        cleaned[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            cleaned[name] = "true" if value else "false"
+        else:
+            cleaned[name] = str(value)
     return cleaned
 
 
@@ -188,8 +225,9 @@ def _tracking_url_path(tu_id: str) -> str:
     return f"{_TRACKING_URLS}/{quote(tu_id, safe='')}"
 
 
-def _new_tracking_url(destination: str, name: str, params: Mapping[str, str] | None,
-                      key_prefix: str | None) -> dict[str, Any]:
+def _new_tracking_url(
+    destination: str, name: str, params: Mapping[str, str] | None, key_prefix: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"destination": destination, "name": name, "params": dict(params or {})}
     if key_prefix is not None:
         body["key_prefix"] = key_prefix
@@ -197,15 +235,18 @@ def _new_tracking_url(destination: str, name: str, params: Mapping[str, str] | N
 
 
 def _decode(response: httpx.Response) -> dict[str, Any]:
-    """Return the JSON object of a success answer, or raise ApiError for any other answer."""
+    """Return the JSON object of a 2xx response, or raise ApiError for any other response."""
     try:
         data = response.json()
     except ValueError:
         data = None
     if response.is_success:
         if not isinstance(data, dict):
-            raise ApiError(response.status_code, "invalid_response",
-                           "the API answered with something other than a JSON object")
+            raise ApiError(
+                response.status_code,
+                "invalid_response",
+                "the API returned something other than a JSON object",
+            )
         return data
 
     detail = data.get("error", data) if isinstance(data, dict) else {}
@@ -220,8 +261,13 @@ def _decode(response: httpx.Response) -> dict[str, Any]:
 def _event_page(data: dict[str, Any]) -> EventPage:
     events = [Event.from_json(item) for item in data.get("events") or []]
     cursor = data.get("next_cursor") or None
-    return EventPage(events=events, next_cursor=cursor, tier=data.get("tier"),
-                     data_through_ms=data.get("data_through_ms"), raw=data)
+    return EventPage(
+        events=events,
+        next_cursor=cursor,
+        tier=data.get("tier"),
+        data_through_ms=data.get("data_through_ms"),
+        raw=data,
+    )
 
 
 def _tracking_url_list(data: dict[str, Any]) -> list[TrackingUrl]:

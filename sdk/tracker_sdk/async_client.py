@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import logging
 import random
 import time
@@ -65,8 +66,9 @@ class AsyncTrackerClient:
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self._stats = ClientStats()
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                       headers=self._headers, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers=self._headers, transport=transport
+        )
 
         self._buffer: collections.deque[Event] = collections.deque()
         self._changed: asyncio.Condition | None = None
@@ -79,8 +81,9 @@ class AsyncTrackerClient:
         self._atexit = self._drain_at_exit
         atexit.register(self._atexit)
 
-    async def track(self, event_type: str, params: Mapping[str, str] | None = None,
-                    **fields: str) -> str | None:
+    async def track(
+        self, event_type: str, params: Mapping[str, str] | None = None, **fields: str
+    ) -> str | None:
         """Queue one event and return its event_id, or None if it was dropped.
 
         `fields` are as in TrackerClient.track(). With `overflow="block"` this waits for room
@@ -92,13 +95,17 @@ class AsyncTrackerClient:
             self._stats.add(dropped_invalid=1)
             if self.raise_errors:
                 raise
-            logger.warning("Dropped an invalid event.", extra={"field": error.field, "error": str(error)})
+            logger.warning(
+                "Dropped an invalid event.", extra={"field": error.field, "error": str(error)}
+            )
             return None
 
         changed = self._start()
         async with changed:
             if self._closing:
-                logger.warning("Dropped an event tracked after aclose().", extra={"event_type": event_type})
+                logger.warning(
+                    "Dropped an event tracked after aclose().", extra={"event_type": event_type}
+                )
                 self._stats.add(dropped_overflow=1)
                 return None
             if len(self._buffer) >= self.max_buffer:
@@ -107,7 +114,9 @@ class AsyncTrackerClient:
                     self._count_overflow()
                 else:
                     changed.notify_all()
-                    await changed.wait_for(lambda: len(self._buffer) < self.max_buffer or self._closing)
+                    await changed.wait_for(
+                        lambda: len(self._buffer) < self.max_buffer or self._closing
+                    )
                     if self._closing:
                         self._count_overflow()
                         return None
@@ -156,26 +165,35 @@ class AsyncTrackerClient:
     def _start(self) -> asyncio.Condition:
         if self._changed is None:
             self._changed = asyncio.Condition()
-            self._task = asyncio.get_running_loop().create_task(self._run(self._changed),
-                                                                name="tracker-sdk-sender")
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(self._changed), name="tracker-sdk-sender"
+            )
         return self._changed
 
     def _count_overflow(self) -> None:
         self._stats.add(dropped_overflow=1)
         dropped = self._stats.dropped_overflow
         if dropped == 1 or dropped % 1000 == 0:
-            logger.warning("Buffer full; dropped events.", extra={"dropped_total": dropped,
-                                                                   "max_buffer": self.max_buffer})
+            logger.warning(
+                "Buffer full; dropped events.",
+                extra={"dropped_total": dropped, "max_buffer": self.max_buffer},
+            )
 
     async def _run(self, changed: asyncio.Condition) -> None:
         while True:
             async with changed:
-                try:
-                    await asyncio.wait_for(changed.wait_for(
-                        lambda: len(self._buffer) >= self.batch_size
-                        or self._flush_requested or self._closing), self.flush_interval)
-                except TimeoutError:
-                    pass
+                # A timeout means the flush interval passed: send whatever is queued.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        changed.wait_for(
+                            lambda: (
+                                len(self._buffer) >= self.batch_size
+                                or self._flush_requested
+                                or self._closing
+                            )
+                        ),
+                        self.flush_interval,
+                    )
                 if not self._buffer:
                     self._flush_requested = False
                     changed.notify_all()
@@ -189,7 +207,9 @@ class AsyncTrackerClient:
             try:
                 await self._send(batch)
             except Exception:  # the task must survive anything so later events still go out
-                logger.exception("Unexpected error while sending a batch.", extra={"events": len(batch)})
+                logger.exception(
+                    "Unexpected error while sending a batch.", extra={"events": len(batch)}
+                )
                 self._stats.add(failed=len(batch))
                 self._failed_since_flush += len(batch)
             finally:
@@ -204,11 +224,22 @@ class AsyncTrackerClient:
             attempt = 0
             while True:
                 try:
-                    response, error = await self._http.post("/batch", json={"events": current}), None
+                    response, error = (
+                        await self._http.post("/batch", json={"events": current}),
+                        None,
+                    )
                 except httpx.TransportError as caught:
                     response, error = None, caught
-                decision = _batching.decide(response, error, current, attempt, self.retry,
-                                            self._rng, self._stats, self._wall_clock)
+                decision = _batching.decide(
+                    response,
+                    error,
+                    current,
+                    attempt,
+                    self.retry,
+                    self._rng,
+                    self._stats,
+                    self._wall_clock,
+                )
                 if decision.action is Action.RETRY:
                     await self._sleep(decision.delay)
                     attempt += 1
@@ -222,34 +253,47 @@ class AsyncTrackerClient:
     def _raise_if_failed(self) -> None:
         failed, self._failed_since_flush = self._failed_since_flush, 0
         if failed and self.raise_errors:
-            raise DeliveryError(f"{failed} events could not be delivered; see the log for the cause",
-                                failed=failed)
+            raise DeliveryError(
+                f"{failed} events could not be delivered; see the log for the cause", failed=failed
+            )
 
     def _drain_at_exit(self) -> None:
         """Send what is still queued with a blocking client; used when no loop is left."""
         if not self._buffer:
             return
-        logger.warning("Async client was not closed; sending queued events at exit.",
-                       extra={"queued": len(self._buffer)})
+        logger.warning(
+            "Async client was not closed; sending queued events at exit.",
+            extra={"queued": len(self._buffer)},
+        )
         events = list(self._buffer)
         self._buffer.clear()
-        with httpx.Client(base_url=self.base_url, timeout=self._timeout, headers=self._headers) as http:
+        with httpx.Client(
+            base_url=self.base_url, timeout=self._timeout, headers=self._headers
+        ) as http:
             for start in range(0, len(events), self.batch_size):
-                batch = events[start:start + self.batch_size]
+                batch = events[start : start + self.batch_size]
                 for attempt in range(self.retry.max_retries + 1):
                     try:
                         response, error = http.post("/batch", json={"events": batch}), None
                     except httpx.TransportError as caught:
                         response, error = None, caught
-                    decision = _batching.decide(response, error, batch, attempt, self.retry,
-                                                self._rng, self._stats, self._wall_clock)
+                    decision = _batching.decide(
+                        response,
+                        error,
+                        batch,
+                        attempt,
+                        self.retry,
+                        self._rng,
+                        self._stats,
+                        self._wall_clock,
+                    )
                     if decision.action is Action.SPLIT:
                         # NOTE: no splitting at exit; the oversized batch is given up on.
                         self._stats.add(failed=len(batch))
-                        logger.error("Batch too large at exit; dropping its events.",
-                                     extra={"events": len(batch)})
+                        logger.error(
+                            "Batch too large at exit; dropping its events.",
+                            extra={"events": len(batch)},
+                        )
                     if decision.action is not Action.RETRY:
                         break
                     time.sleep(min(decision.delay, 2.0))
-
-

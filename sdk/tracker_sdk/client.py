@@ -1,7 +1,7 @@
 """TrackerClient: buffers events in memory and sends them to `/batch` from a background thread.
 
 Events get their UUIDv7 `event_id` when track() is called, so a batch sent again after a
-lost answer is deduplicated by the platform instead of counted twice.
+lost response is deduplicated by the platform instead of counted twice.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class TrackerClient:
 
     # Public API.
 
-    def track(self, event_type: str, params: Mapping[str, str] | None = None, **fields: str) -> str | None:
+    def track(
+        self, event_type: str, params: Mapping[str, str] | None = None, **fields: str
+    ) -> str | None:
         """Queue one event and return its event_id, or None if it was dropped.
 
         Keyword `fields` set the end user's `ip`, `user_agent`, `referer` or
@@ -99,12 +101,16 @@ class TrackerClient:
             self._stats.add(dropped_invalid=1)
             if self.raise_errors:
                 raise
-            logger.warning("Dropped an invalid event.", extra={"field": error.field, "error": str(error)})
+            logger.warning(
+                "Dropped an invalid event.", extra={"field": error.field, "error": str(error)}
+            )
             return None
 
         with self._cond:
             if self._closing:
-                logger.warning("Dropped an event tracked after close().", extra={"event_type": event_type})
+                logger.warning(
+                    "Dropped an event tracked after close().", extra={"event_type": event_type}
+                )
                 self._stats.add(dropped_overflow=1)
                 return None
             if len(self._buffer) >= self.max_buffer and not self._make_room():
@@ -134,8 +140,10 @@ class TrackerClient:
             atexit.unregister(self._atexit)
             self._worker.join(timeout)
             if self._worker.is_alive():
-                logger.error("Sender thread did not finish before the close timeout; queued events may be lost.",
-                             extra={"queued": len(self._buffer)})
+                logger.error(
+                    "Sender thread did not finish before the close timeout; queued events may be lost.",
+                    extra={"queued": len(self._buffer)},
+                )
             self._closed_event.set()
             self._http.close()
         self._raise_if_failed()
@@ -170,14 +178,20 @@ class TrackerClient:
         self._stats.add(dropped_overflow=1)
         dropped = self._stats.dropped_overflow
         if dropped == 1 or dropped % 1000 == 0:
-            logger.warning("Buffer full; dropped events.", extra={"dropped_total": dropped,
-                                                                   "max_buffer": self.max_buffer})
+            logger.warning(
+                "Buffer full; dropped events.",
+                extra={"dropped_total": dropped, "max_buffer": self.max_buffer},
+            )
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: len(self._buffer) >= self.batch_size or self._flush_requested or self._closing,
+                    lambda: (
+                        len(self._buffer) >= self.batch_size
+                        or self._flush_requested
+                        or self._closing
+                    ),
                     self.flush_interval,
                 )
                 if not self._buffer:
@@ -193,7 +207,9 @@ class TrackerClient:
             try:
                 self._send(batch)
             except Exception:  # the thread must survive anything so later events still go out
-                logger.exception("Unexpected error while sending a batch.", extra={"events": len(batch)})
+                logger.exception(
+                    "Unexpected error while sending a batch.", extra={"events": len(batch)}
+                )
                 self._stats.add(failed=len(batch))
                 self._note_failures(len(batch))
             finally:
@@ -208,8 +224,16 @@ class TrackerClient:
             attempt = 0
             while True:
                 response, error = self._post(current)
-                decision = _batching.decide(response, error, current, attempt, self.retry,
-                                            self._rng, self._stats, self._wall_clock)
+                decision = _batching.decide(
+                    response,
+                    error,
+                    current,
+                    attempt,
+                    self.retry,
+                    self._rng,
+                    self._stats,
+                    self._wall_clock,
+                )
                 if decision.action is Action.RETRY:
                     self._sleep(decision.delay)
                     attempt += 1
@@ -234,8 +258,9 @@ class TrackerClient:
         with self._cond:
             failed, self._failed_since_flush = self._failed_since_flush, 0
         if failed and self.raise_errors:
-            raise DeliveryError(f"{failed} events could not be delivered; see the log for the cause",
-                                failed=failed)
+            raise DeliveryError(
+                f"{failed} events could not be delivered; see the log for the cause", failed=failed
+            )
 
     def _drain_at_exit(self) -> None:
         try:
@@ -250,6 +275,10 @@ def _check_options(batch_size: int, flush_interval: float, max_buffer: int, over
     if flush_interval <= 0:
         raise ValueError(f"invalid flush_interval {flush_interval}: expected seconds > 0")
     if max_buffer < batch_size:
-        raise ValueError(f"invalid max_buffer {max_buffer}: expected at least batch_size ({batch_size})")
+        raise ValueError(
+            f"invalid max_buffer {max_buffer}: expected at least batch_size ({batch_size})"
+        )
     if overflow not in _batching.OVERFLOW_POLICIES:
-        raise ValueError(f"invalid overflow {overflow!r}: expected one of {_batching.OVERFLOW_POLICIES}")
+        raise ValueError(
+            f"invalid overflow {overflow!r}: expected one of {_batching.OVERFLOW_POLICIES}"
+        )

@@ -3,7 +3,7 @@
     TrackerSdkError
     +-- InvalidEventError(ValueError)        track() got an event the platform would reject
     +-- DeliveryError                        events could not be delivered (raise_errors=True)
-    +-- ApiError                             the platform API answered with an error
+    +-- ApiError                             the platform API returned an error
     +-- WebhookVerificationError(ValueError) a webhook delivery is not authentic or is stale
 
 URL builders raise plain ValueError and TypeError on invalid arguments.
@@ -33,11 +33,9 @@ class DeliveryError(TrackerSdkError):
 
 
 class ApiError(TrackerSdkError):
-    """An error answer from the platform API, with its stable `code` and the `field` at fault."""
+    """An error response from the platform API, with its stable `code` and the `field` at fault."""
 
-    def __init__(
-        self, status: int, code: str, message: str, field: str | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         where = f" (field {field})" if field else ""
         super().__init__(f"HTTP {status} {code}{where}: {message}")
         self.status = status

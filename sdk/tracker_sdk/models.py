@@ -48,9 +48,9 @@ class EventPage:
     events: list[Event]
     next_cursor: str | None
     tier: str | None
-    """The tier that answered: hot, warm or cold."""
+    """The tier that ran the query: hot, warm or cold."""
     data_through_ms: int | None
-    """Newest event timestamp the tier holds (Unix ms), or None when it holds none."""
+    """Newest event timestamp stored in the tier (Unix ms), or None when it is empty."""
     raw: dict[str, Any] = field(repr=False)
 
 
@@ -58,7 +58,7 @@ class EventPage:
 class Stats:
     """Result of `/api/events/stats`: the total and, with `group_by`, one row per group.
 
-    Each row holds its group values under the group keys and its `count`. `truncated` is
+    Each row contains its group values under the group keys and its `count`. `truncated` is
     true when the server returned only the largest groups; `total` still covers all.
     """
 

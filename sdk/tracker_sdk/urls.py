@@ -37,7 +37,7 @@ def build_signed_click_url(
 
     `secret` is the tenant's secret when `key_prefix` is given, else the platform-wide
     `HMAC_SECRET`. Names in `signed_params` must appear exactly once in `params`; those params
-    are covered by the signature, and the others can be changed by anyone who has the link.
+    are covered by the signature. Anyone who has the link can change the others.
     `expires_at` is Unix seconds. Raises ValueError on any invalid argument.
     """
     secret_bytes = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -166,8 +166,9 @@ def _tenant_url(
     covered_names = _covered_names(signed_params, pairs)
     covered = [(name, value) for name, value in pairs if name in covered_names]
     # The server verifies the path itself as the signed destination.
-    sig = _wire.sign(secret_bytes, path, key_prefix=key_prefix, covered=covered,
-                     expires_at=expires_at)
+    sig = _wire.sign(
+        secret_bytes, path, key_prefix=key_prefix, covered=covered, expires_at=expires_at
+    )
     query.append(("sig", sig))
     if expires_at is not None:
         query.append(("exp", str(expires_at)))

@@ -70,15 +70,22 @@ class PageServer:
         if parts.path == "/app.js":
             return 200, {"Content-Type": "application/javascript"}, APP_JS
         if parts.path == "/away":
-            return 200, {"Content-Type": "text/html"}, b"<!doctype html><title>away</title><p>Left.</p>"
+            return (
+                200,
+                {"Content-Type": "text/html"},
+                b"<!doctype html><title>away</title><p>Left.</p>",
+            )
         if not parts.path.startswith("/page/"):
             return 404, {"Content-Type": "text/plain"}, b"not found"
 
         variant = parts.path.removeprefix("/page/").split("/")[0]
         run = parse_qs(parts.query).get("run", [""])[0]
         headers = {"Content-Type": "text/html; charset=utf-8"}
-        attributes = {"all": ' data-track="all"', "none": ' data-track="none"',
-                      "nospa": " data-no-spa"}.get(variant, "")
+        attributes = {
+            "all": ' data-track="all"',
+            "none": ' data-track="none"',
+            "nospa": " data-no-spa",
+        }.get(variant, "")
         key = "" if variant == "nokey" else f' data-key="{TENANT}"'
         src = f"{self.tracker_url}/t.js"
         if variant == "csp":
@@ -137,14 +144,21 @@ def page(browser) -> Iterator[object]:
     opened.page_errors = []
     opened.console_errors = []
     opened.on("pageerror", lambda error: opened.page_errors.append(str(error)))
-    opened.on("console", lambda message: message.type == "error"
-              and opened.console_errors.append(message.text))
+    opened.on(
+        "console",
+        lambda message: message.type == "error" and opened.console_errors.append(message.text),
+    )
     yield opened
     context.close()
 
 
-def run_events(platform: LivePlatform, run: str, count: int, event_type: str | None = None,
-               timeout: float = 15.0) -> list[dict]:
+def run_events(
+    platform: LivePlatform,
+    run: str,
+    count: int,
+    event_type: str | None = None,
+    timeout: float = 15.0,
+) -> list[dict]:
     def belongs(event: dict) -> bool:
         if event["params"].get("key_prefix") != TENANT or run not in event["params"].get("url", ""):
             return False
@@ -201,8 +215,13 @@ def test_beacon_spa_navigations(platform, pages, page):
     views = sorted(settle(platform, run), key=lambda e: e["event_id"])
     paths = [urlsplit(event["params"]["url"]).path for event in views]
     # The repeated pushState of c and the step back onto c do not change the URL.
-    assert paths == ["/page/default", "/page/default/a", "/page/default/b",
-                     "/page/default/c", "/page/default/b"]
+    assert paths == [
+        "/page/default",
+        "/page/default/a",
+        "/page/default/b",
+        "/page/default/c",
+        "/page/default/b",
+    ]
     assert {event["params"]["ad_click_id"] for event in views} == {f"spa-{run}"}
 
 
@@ -229,7 +248,7 @@ def test_beacon_ignores_internal_links_by_default(platform, pages, page):
     events = run_events(platform, run, 2, "pageview")
     types = {event["event_type"] for event in settle(platform, run)}
     assert types == {"pageview"}
-    second = [e for e in events if e["params"]["url"].endswith(f"/next?run={run}")][0]
+    second = next(e for e in events if e["params"]["url"].endswith(f"/next?run={run}"))
     assert second["params"]["referrer"] == f"{pages.url}/page/default?run={run}"
 
 

@@ -1,7 +1,7 @@
 """One visitor's journey in Chromium, from an SDK-built click URL to a matched conversion.
 
 Runs `tracker serve`, `tracker api`, the event filter and the archiver (which writes
-the cold tier the API answers from) as subprocesses on free ports of 127.0.0.1, with a
+the cold tier the API reads) as subprocesses on free ports of 127.0.0.1, with a
 tenant and an API key made through the CLI. Headless Chromium and httpx send bot user
 agents, so the filter runs with FILTER_DROP_BOTS=false to let their events reach the
 cold tier. The landing page and the partner site are
@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from tracker_sdk import ApiError, TrackerApi, build_postback_url, build_signed_click_url
 
 from tests.sdk_integration.live_platform import LivePlatform, live_platform
-from tracker_sdk import ApiError, TrackerApi, build_postback_url, build_signed_click_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,16 +56,27 @@ def serve_html(html_for_path) -> tuple[ThreadingHTTPServer, str]:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
-    with live_platform(tmp_path_factory.mktemp("journey"), ARCHIVE_COMMIT_SECONDS="0.5",
-                       FILTER_DROP_BOTS="false") as running:
+    with live_platform(
+        tmp_path_factory.mktemp("journey"), ARCHIVE_COMMIT_SECONDS="0.5", FILTER_DROP_BOTS="false"
+    ) as running:
         running.create_tenant(TENANT, plan="pro")
         running.start("serve", "serve")
         running.start("api", "api", port_variable="API_PORT", health_path="/api/health")
         # Consumers have no HTTP health check; the match polling below waits for them.
-        running.start("event-filter", "consume", "event-filter", port_variable="CONSUMER_METRICS_PORT",
-                      health_path=None)
-        running.start("archiver", "consume", "archiver", port_variable="CONSUMER_METRICS_PORT",
-                      health_path=None)
+        running.start(
+            "event-filter",
+            "consume",
+            "event-filter",
+            port_variable="CONSUMER_METRICS_PORT",
+            health_path=None,
+        )
+        running.start(
+            "archiver",
+            "consume",
+            "archiver",
+            port_variable="CONSUMER_METRICS_PORT",
+            health_path=None,
+        )
         yield running
 
 
@@ -79,30 +90,46 @@ def wait_for_match(api: TrackerApi, click_id: str, **query: str):
         except ApiError as error:
             last_error = error  # the Delta table does not exist before the first commit
         else:
-            pairs = [pair for pair in result.pairs if pair.trigger_event.params.get("click_id") == click_id
-                     or pair.trigger_event.params.get("ad_click_id") == click_id]
+            pairs = [
+                pair
+                for pair in result.pairs
+                if pair.trigger_event.params.get("click_id") == click_id
+                or pair.trigger_event.params.get("ad_click_id") == click_id
+            ]
             if pairs:
                 return result, pairs[0]
         time.sleep(0.5)
-    raise AssertionError(f"no match for {click_id} within {MATCH_TIMEOUT_S} s; last error: {last_error}")
+    raise AssertionError(
+        f"no match for {click_id} within {MATCH_TIMEOUT_S} s; last error: {last_error}"
+    )
 
 
 def test_click_to_matched_postback(platform: LivePlatform) -> None:
     from playwright.sync_api import sync_playwright
 
-    partner, partner_url = serve_html(lambda path: "<!doctype html><title>partner</title><p>Partner</p>")
+    partner, partner_url = serve_html(
+        lambda path: "<!doctype html><title>partner</title><p>Partner</p>"
+    )
     serve_url = platform.urls["serve"]
-    landing, landing_url = serve_html(lambda path: f"""<!doctype html>
+    landing, landing_url = serve_html(
+        lambda path: (
+            f"""<!doctype html>
 <html><head><title>Landing</title>
 <script src="{serve_url}/t.js" data-key="{TENANT}" async defer></script></head>
-<body><h1>Spring sale</h1><a id="partner" href="{partner_url}/offer">See the partner offer</a></body></html>""")
+<body><h1>Spring sale</h1><a id="partner" href="{partner_url}/offer">See the partner offer</a></body></html>"""
+        )
+    )
 
     # The advertiser's backend makes one link per visitor, with its own click_id signed in.
     visitor_click_id = uuid.uuid4().hex
     secret = bytes.fromhex(platform.tenants[TENANT]["hmac_secret"])
     click_url = build_signed_click_url(
-        serve_url, secret, f"{landing_url}/spring?utm_source=mail", key_prefix=TENANT,
-        params={"click_id": visitor_click_id, "sub1": "newsletter"}, signed_params=["click_id"],
+        serve_url,
+        secret,
+        f"{landing_url}/spring?utm_source=mail",
+        key_prefix=TENANT,
+        params={"click_id": visitor_click_id, "sub1": "newsletter"},
+        signed_params=["click_id"],
         expires_at=int(time.time()) + 3600,
     )
 
@@ -121,24 +148,35 @@ def test_click_to_matched_postback(platform: LivePlatform) -> None:
             ad_click_id = landed["ad_click_id"]
             assert landed["utm_source"] == "mail"
 
-            platform.wait_for_events(lambda e: e["event_type"] == "pageview"
-                                     and e["params"].get("ad_click_id") == ad_click_id)
+            platform.wait_for_events(
+                lambda e: (
+                    e["event_type"] == "pageview" and e["params"].get("ad_click_id") == ad_click_id
+                )
+            )
             page.click("#partner")
             page.wait_for_url(f"{partner_url}/offer")
-            platform.wait_for_events(lambda e: e["event_type"] == "outbound"
-                                     and e["params"].get("ad_click_id") == ad_click_id)
+            platform.wait_for_events(
+                lambda e: (
+                    e["event_type"] == "outbound" and e["params"].get("ad_click_id") == ad_click_id
+                )
+            )
             assert errors == []
             browser.close()
     finally:
         landing.shutdown()
         partner.shutdown()
 
-    # The advertiser's server reports the conversion with both ids it knows.
+    # The advertiser's server reports the conversion with both ids it stored.
     time.sleep(CONVERSION_DELAY_S)
-    postback = httpx.get(build_postback_url(
-        serve_url, TENANT, {"click_id": visitor_click_id, "ad_click_id": ad_click_id, "amount": "49.90"},
-        secret=secret, signed_params=["click_id", "ad_click_id"],
-    ))
+    postback = httpx.get(
+        build_postback_url(
+            serve_url,
+            TENANT,
+            {"click_id": visitor_click_id, "ad_click_id": ad_click_id, "amount": "49.90"},
+            secret=secret,
+            signed_params=["click_id", "ad_click_id"],
+        )
+    )
     assert postback.status_code == 200
     postback_id = postback.json()["event_id"]
 
@@ -146,16 +184,20 @@ def test_click_to_matched_postback(platform: LivePlatform) -> None:
     click_event = stored[ad_click_id]
     assert click_event["event_type"] == "click"
     assert click_event["params"]["click_id"] == visitor_click_id
-    beacon_events = [e for e in stored.values() if e["params"].get("ad_click_id") == ad_click_id
-                     and e["request_path"] == "/t/auto"]
+    beacon_events = [
+        e
+        for e in stored.values()
+        if e["params"].get("ad_click_id") == ad_click_id and e["request_path"] == "/t/auto"
+    ]
     assert {e["event_type"] for e in beacon_events} == {"pageview", "outbound"}
     outbound = next(e for e in beacon_events if e["event_type"] == "outbound")
     assert outbound["params"]["href"] == f"{partner_url}/offer"
     assert outbound["params"]["text"] == "See the partner offer"
 
     with TrackerApi(platform.urls["api"], platform.create_api_key(TENANT)) as api:
-        result, pair = wait_for_match(api, visitor_click_id, trigger="click", result="postback",
-                                      on="click_id")
+        result, pair = wait_for_match(
+            api, visitor_click_id, trigger="click", result="postback", on="click_id"
+        )
         assert pair.trigger_event.event_id == ad_click_id
         assert pair.result_event.event_id == postback_id
         assert pair.time_delta_ms == pair.result_event.timestamp - pair.trigger_event.timestamp
@@ -164,7 +206,8 @@ def test_click_to_matched_postback(platform: LivePlatform) -> None:
         assert result.match_rate == 1.0
 
         # The landing pageview, stitched by ad_click_id, pairs with the same postback.
-        _, stitched = wait_for_match(api, ad_click_id, trigger="pageview", result="postback",
-                                     on="ad_click_id")
+        _, stitched = wait_for_match(
+            api, ad_click_id, trigger="pageview", result="postback", on="ad_click_id"
+        )
         assert stitched.result_event.event_id == postback_id
         assert stitched.trigger_event.request_path == "/t/auto"

@@ -8,7 +8,7 @@ Block rules, written in the info string after the language:
 - `python`: saved under its title when the title ends in `.py`, then run.
 - `html`: saved under its title and opened in Chromium from a local page server. The
   guide's placeholder address `http://127.0.0.1:3030` is replaced with the live one, as
-  the guide tells readers to do.
+  the guide instructs readers to do.
 - `js`: evaluated in the page the last `html` block opened.
 
 Ports come from free_port(); everything else comes from the guide itself.
@@ -87,8 +87,9 @@ class GuideRunner:
 
     def _run_bash(self, block: Block) -> str:
         if "background" in block.flags:
-            process = subprocess.Popen(["bash", "-c", block.body], cwd=self.workdir, env=self.env,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                ["bash", "-c", block.body], cwd=self.workdir, env=self.env, start_new_session=True
+            )
             self.sessions.append(process.pid)
             assert process.wait(BLOCK_TIMEOUT_S) == 0, f"{block.title!r} failed to start"
             return ""
@@ -97,13 +98,22 @@ class GuideRunner:
         script = f"set -euo pipefail\n{block.body}\nenv -0 > {shlex.quote(str(dump))}\n"
         deadline = time.monotonic() + (RETRY_TIMEOUT_S if "retry" in block.flags else 0)
         while True:
-            done = subprocess.run(["bash", "-c", script], cwd=self.workdir, env=self.env,
-                                  capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                ["bash", "-c", script],
+                cwd=self.workdir,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=BLOCK_TIMEOUT_S,
+                check=False,
+            )
             if done.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert done.returncode == 0, (f"block {block.title!r} exited with {done.returncode}\n"
-                                      f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        assert done.returncode == 0, (
+            f"block {block.title!r} exited with {done.returncode}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
         entries = dump.read_bytes().split(b"\0")
         self.env = dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
         return done.stdout
@@ -114,24 +124,39 @@ class GuideRunner:
             argv = [sys.executable, block.title]
         else:
             argv = [sys.executable, "-c", block.body]
-        done = subprocess.run(argv, cwd=self.workdir, env=self.env, capture_output=True, text=True,
-                              timeout=BLOCK_TIMEOUT_S, check=False)
-        assert done.returncode == 0, (f"block {block.title!r} exited with {done.returncode}\n"
-                                      f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        done = subprocess.run(
+            argv,
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 0, (
+            f"block {block.title!r} exited with {done.returncode}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
         return done.stdout
 
     def _run_html(self, block: Block) -> str:
         from playwright.sync_api import sync_playwright
 
-        assert PLACEHOLDER_HOST in block.body, "the guide's page no longer uses the placeholder host"
+        assert PLACEHOLDER_HOST in block.body, (
+            "the guide's page no longer uses the placeholder host"
+        )
         html = block.body.replace(PLACEHOLDER_HOST, self.env["TRACKER_URL"])
         (self.workdir / block.title).write_text(html)
         if self._page_server is None:
             handler = functools.partial(_QuietHandler, directory=str(self.workdir))
             self._page_server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            threading.Thread(target=self._page_server.serve_forever, args=(0.05,), daemon=True).start()
+            threading.Thread(
+                target=self._page_server.serve_forever, args=(0.05,), daemon=True
+            ).start()
             self._playwright = sync_playwright().start()
-            self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            self._browser = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
             self.page = self._browser.new_page()
         port = self._page_server.server_address[1]
         self.page.goto(f"http://127.0.0.1:{port}/{block.title}")
@@ -186,28 +211,34 @@ def test_onboarding_guide_runs(tmp_path: Path) -> None:
     workdir = tmp_path / "guide"
     workdir.mkdir()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env.update({
-        "PORT": str(free_port()),
-        "API_PORT": str(free_port()),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        "LOG_FORMAT": "text",
-        "ARCHIVE_COMMIT_SECONDS": "0.5",
-    })
+    env.update(
+        {
+            "PORT": str(free_port()),
+            "API_PORT": str(free_port()),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "LOG_FORMAT": "text",
+            "ARCHIVE_COMMIT_SECONDS": "0.5",
+        }
+    )
     runner = GuideRunner(workdir=workdir, env=env)
     outputs: dict[str, str] = {}
     try:
         for block in read_blocks(GUIDE.read_text()):
             if block.language == "js":
-                seen = LivePlatform(Path(runner.env["TRACKER_DATA_DIR"]), runner.env,
-                                    partitions=DEFAULT_PARTITIONS)
-                seen.wait_for_events(lambda e: e["event_type"] == "pageview"
-                                     and e["params"]["key_prefix"] == "acme", timeout=30)
+                seen = LivePlatform(
+                    Path(runner.env["TRACKER_DATA_DIR"]), runner.env, partitions=DEFAULT_PARTITIONS
+                )
+                seen.wait_for_events(
+                    lambda e: e["event_type"] == "pageview" and e["params"]["key_prefix"] == "acme",
+                    timeout=30,
+                )
             started = time.monotonic()
             outputs[block.title] = runner.run(block)
             print(f"{time.monotonic() - started:6.1f} s  {block.title}")
 
-        platform = LivePlatform(Path(runner.env["TRACKER_DATA_DIR"]), runner.env,
-                                partitions=DEFAULT_PARTITIONS)
+        platform = LivePlatform(
+            Path(runner.env["TRACKER_DATA_DIR"]), runner.env, partitions=DEFAULT_PARTITIONS
+        )
         custom = platform.wait_for_events(lambda e: e["event_type"] == "add_to_cart", timeout=30)
         assert custom[0]["params"]["sku"] == "A-1"
         assert custom[0]["request_path"] == "/t/auto"
@@ -215,7 +246,9 @@ def test_onboarding_guide_runs(tmp_path: Path) -> None:
         runner.close()
 
     assert '"status":"ok"' in outputs["Check health"].replace(" ", "")
-    assert outputs["Follow an encrypted click"].startswith("307 https://shop.example/secret-sale?ad_click_id=")
+    assert outputs["Follow an encrypted click"].startswith(
+        "307 https://shop.example/secret-sale?ad_click_id="
+    )
     assert outputs["Load the pixel"].strip() == "200 image/gif"
     assert "matched 1 of 1 clicks" in outputs["Run the attribution query"]
     assert "newsletter 1" in outputs["Run the stats query"]

@@ -2,7 +2,7 @@
 
 Every process runs as a subprocess of the test, listens on 127.0.0.1 on a free port and
 keeps its data under the test's own directory. Events are read straight from the local
-log with `tracker._core.decode_record_batch`, so a test sees exactly what consumers see.
+log with `tracker._core.decode_record_batch`, so a test reads exactly what consumers read.
 """
 
 from __future__ import annotations
@@ -57,31 +57,53 @@ class LivePlatform:
     def cli(self, *args: str, timeout: float = 60.0) -> str:
         """Run `tracker ARGS...` with the platform's environment and return its stdout."""
         done = subprocess.run(
-            [*tracker_command(), *args], env=self.env, cwd=self.data_dir, capture_output=True,
-            text=True, timeout=timeout, check=False,
+            [*tracker_command(), *args],
+            env=self.env,
+            cwd=self.data_dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if done.returncode != 0:
-            raise AssertionError(f"tracker {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+            raise AssertionError(
+                f"tracker {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+            )
         return done.stdout
 
     def create_tenant(self, key_prefix: str, plan: str = "free") -> dict[str, Any]:
         """Create a tenant through the CLI; return its key prefix, hex secret and AES key."""
-        created = json.loads(self.cli("tenants", "create", "--key-prefix", key_prefix, "--plan", plan, "--json"))
+        created = json.loads(
+            self.cli("tenants", "create", "--key-prefix", key_prefix, "--plan", plan, "--json")
+        )
         self.tenants[key_prefix] = created
         return created
 
     def create_api_key(self, key_prefix: str, scope: str = "read") -> str:
         """Create an API key for the tenant through the CLI and return its raw text."""
-        return json.loads(self.cli("keys", "create", "--tenant", key_prefix, "--scope", scope))["api_key"]
+        return json.loads(self.cli("keys", "create", "--tenant", key_prefix, "--scope", scope))[
+            "api_key"
+        ]
 
-    def start(self, name: str, *args: str, port_variable: str = "PORT",
-              extra_env: dict[str, str] | None = None, health_path: str | None = "/health") -> str:
-        """Start `tracker ARGS...` as process `name`, wait until it answers, and return its URL."""
+    def start(
+        self,
+        name: str,
+        *args: str,
+        port_variable: str = "PORT",
+        extra_env: dict[str, str] | None = None,
+        health_path: str | None = "/health",
+    ) -> str:
+        """Start `tracker ARGS...` as process `name`, wait until its health check passes, and return its URL."""
         port = free_port()
         env = {**self.env, port_variable: str(port), **(extra_env or {})}
         log = (self.data_dir / f"{name}.log").open("wb")
-        process = subprocess.Popen([*tracker_command(), *args], env=env, cwd=self.data_dir,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*tracker_command(), *args],
+            env=env,
+            cwd=self.data_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.processes[name] = process
         url = f"http://127.0.0.1:{port}"
         self.urls[name] = url
@@ -104,8 +126,10 @@ class LivePlatform:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"{name} did not become healthy in {STARTUP_TIMEOUT_S} s:\n"
-                             f"{self.log_text(name)[-3000:]}")
+        raise AssertionError(
+            f"{name} did not become healthy in {STARTUP_TIMEOUT_S} s:\n"
+            f"{self.log_text(name)[-3000:]}"
+        )
 
     def stored_events(self) -> list[dict[str, Any]]:
         """Return every event in the local log's `events` topic, oldest first per partition."""
@@ -117,7 +141,9 @@ class LivePlatform:
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, _read_log(self.data_dir, self.partitions)).result()
 
-    def wait_for_events(self, predicate, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+    def wait_for_events(
+        self, predicate, count: int = 1, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
         """Poll the log until at least `count` events satisfy `predicate`; return those events."""
         deadline = time.monotonic() + timeout
         matching: list[dict[str, Any]] = []
@@ -144,8 +170,9 @@ async def _read_log(data_dir: Path, partitions: int) -> list[dict[str, Any]]:
     from tracker.broker import BrokerSettings, open_broker
     from tracker.broker.base import TOPIC_EVENTS
 
-    broker = open_broker(BrokerSettings(data_dir=data_dir, partitions=partitions,
-                                        retention_interval_seconds=0.0))
+    broker = open_broker(
+        BrokerSettings(data_dir=data_dir, partitions=partitions, retention_interval_seconds=0.0)
+    )
     await broker.connect()
     try:
         events = []
@@ -167,16 +194,18 @@ async def _read_log(data_dir: Path, partitions: int) -> list[dict[str, Any]]:
 def live_platform(data_dir: Path, **extra_env: str) -> Iterator[LivePlatform]:
     """Yield a LivePlatform on `data_dir`; every process it started is stopped afterwards."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env.update({
-        "TRACKER_DATA_DIR": str(data_dir),
-        "HOST": "127.0.0.1",
-        "BROKER": "local",
-        "BROKER_PARTITIONS": str(PARTITIONS),
-        "LOCAL_LOG_SYNC": "normal",
-        "LOG_FORMAT": "text",
-        "REGISTRY_REFRESH_SECONDS": "0.2",
-        **extra_env,
-    })
+    env.update(
+        {
+            "TRACKER_DATA_DIR": str(data_dir),
+            "HOST": "127.0.0.1",
+            "BROKER": "local",
+            "BROKER_PARTITIONS": str(PARTITIONS),
+            "LOCAL_LOG_SYNC": "normal",
+            "LOG_FORMAT": "text",
+            "REGISTRY_REFRESH_SECONDS": "0.2",
+            **extra_env,
+        }
+    )
     platform = LivePlatform(data_dir=data_dir, env=env)
     try:
         yield platform

@@ -10,8 +10,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-
-from tests.sdk_integration.live_platform import LivePlatform, live_platform
 from tracker_sdk import (
     AsyncTrackerClient,
     RetryPolicy,
@@ -22,6 +20,8 @@ from tracker_sdk import (
     build_short_url,
     build_signed_click_url,
 )
+
+from tests.sdk_integration.live_platform import LivePlatform, live_platform
 
 TENANT = "sdkint1"
 
@@ -56,9 +56,15 @@ def ad_click_id(response: httpx.Response) -> str:
 
 def test_signed_click_redirects(platform, http):
     destination = "https://shop.example/landing?ref=mail"
-    url = build_signed_click_url(serve_url(platform), secret(platform), destination,
-                                 key_prefix=TENANT, params={"sub1": "news", "offer_id": "42"},
-                                 signed_params=["offer_id"], expires_at=int(time.time()) + 600)
+    url = build_signed_click_url(
+        serve_url(platform),
+        secret(platform),
+        destination,
+        key_prefix=TENANT,
+        params={"sub1": "news", "offer_id": "42"},
+        signed_params=["offer_id"],
+        expires_at=int(time.time()) + 600,
+    )
     response = http.get(url)
 
     click_id = ad_click_id(response)
@@ -71,9 +77,14 @@ def test_signed_click_redirects(platform, http):
 
 
 def test_signed_click_tampered_param_rejected(platform, http):
-    url = build_signed_click_url(serve_url(platform), secret(platform), "https://shop.example/",
-                                 key_prefix=TENANT, params={"offer_id": "42"},
-                                 signed_params=["offer_id"])
+    url = build_signed_click_url(
+        serve_url(platform),
+        secret(platform),
+        "https://shop.example/",
+        key_prefix=TENANT,
+        params={"offer_id": "42"},
+        signed_params=["offer_id"],
+    )
     response = http.get(url.replace("offer_id=42", "offer_id=43"))
 
     assert 400 <= response.status_code < 500
@@ -81,8 +92,13 @@ def test_signed_click_tampered_param_rejected(platform, http):
 
 
 def test_expired_signed_click_rejected(platform, http):
-    url = build_signed_click_url(serve_url(platform), secret(platform), "https://shop.example/",
-                                 key_prefix=TENANT, expires_at=int(time.time()) - 5)
+    url = build_signed_click_url(
+        serve_url(platform),
+        secret(platform),
+        "https://shop.example/",
+        key_prefix=TENANT,
+        expires_at=int(time.time()) - 5,
+    )
     response = http.get(url)
 
     assert 400 <= response.status_code < 500
@@ -91,9 +107,15 @@ def test_expired_signed_click_rejected(platform, http):
 
 def test_encrypted_click_redirects(platform, http):
     key = bytes.fromhex(platform.tenants[TENANT]["aes_key"])
-    url = build_encrypted_click_url(serve_url(platform), key, platform.tenants[TENANT]["aes_key_id"],
-                                    "https://shop.example/hidden", key_prefix=TENANT,
-                                    hidden_params={"payout": "1.25"}, params={"sub1": "feed"})
+    url = build_encrypted_click_url(
+        serve_url(platform),
+        key,
+        platform.tenants[TENANT]["aes_key_id"],
+        "https://shop.example/hidden",
+        key_prefix=TENANT,
+        hidden_params={"payout": "1.25"},
+        params={"sub1": "feed"},
+    )
     response = http.get(url)
 
     click_id = ad_click_id(response)
@@ -109,7 +131,9 @@ def test_short_url_redirects(platform, http):
 
     registry = Registry(platform.data_dir / "registry.db")
     try:
-        link = create_tracking_url(registry, TENANT, "https://shop.example/short", params={"c": "spring"})
+        link = create_tracking_url(
+            registry, TENANT, "https://shop.example/short", params={"c": "spring"}
+        )
     finally:
         registry.close()
 
@@ -126,25 +150,41 @@ def test_short_url_redirects(platform, http):
 
 
 def test_postback_and_impression_recorded(platform, http):
-    postback = http.get(build_postback_url(serve_url(platform), TENANT,
-                                           {"click_id": "c-77", "amount": "9.90"}))
-    signed = http.get(build_postback_url(serve_url(platform), TENANT, {"click_id": "c-78"},
-                                         secret=secret(platform), signed_params=["click_id"]))
+    postback = http.get(
+        build_postback_url(serve_url(platform), TENANT, {"click_id": "c-77", "amount": "9.90"})
+    )
+    signed = http.get(
+        build_postback_url(
+            serve_url(platform),
+            TENANT,
+            {"click_id": "c-78"},
+            secret=secret(platform),
+            signed_params=["click_id"],
+        )
+    )
     impression = http.get(build_impression_url(serve_url(platform), TENANT, {"ad": "banner-1"}))
 
     assert postback.status_code == 200
     assert signed.status_code == 200
     assert impression.status_code == 200
     assert impression.headers["content-type"] == "image/gif"
-    stored = platform.wait_for_events(lambda e: e["event_id"] in {postback.json()["event_id"],
-                                                                  signed.json()["event_id"]}, count=2)
+    stored = platform.wait_for_events(
+        lambda e: e["event_id"] in {postback.json()["event_id"], signed.json()["event_id"]}, count=2
+    )
     assert {event["params"]["click_id"] for event in stored} == {"c-77", "c-78"}
     assert {event["event_type"] for event in stored} == {"postback"}
 
 
 def test_signed_postback_with_wrong_secret_rejected(platform, http):
-    response = http.get(build_postback_url(serve_url(platform), TENANT, {"click_id": "c-1"},
-                                           secret=b"not-the-secret", signed_params=["click_id"]))
+    response = http.get(
+        build_postback_url(
+            serve_url(platform),
+            TENANT,
+            {"click_id": "c-1"},
+            secret=b"not-the-secret",
+            signed_params=["click_id"],
+        )
+    )
     assert response.status_code in (400, 401, 403)
     assert response.json()["error"]["code"] == "invalid_signature"
 
@@ -152,8 +192,10 @@ def test_signed_postback_with_wrong_secret_rejected(platform, http):
 def test_client_batch_lands_in_log(platform):
     run = uuid.uuid4().hex
     with TrackerClient(serve_url(platform), TENANT, batch_size=25, flush_interval=0.2) as client:
-        ids = [client.track("signup", {"run": run, "n": str(n)}, user_agent="sdk-test/1")
-               for n in range(60)]
+        ids = [
+            client.track("signup", {"run": run, "n": str(n)}, user_agent="sdk-test/1")
+            for n in range(60)
+        ]
 
     assert client.stats.delivered == 60
     assert client.stats.failed == 0
@@ -164,8 +206,9 @@ def test_client_batch_lands_in_log(platform):
 
 
 def test_client_unknown_tenant_counted_rejected(platform):
-    with TrackerClient(serve_url(platform), "nosuchtenant", batch_size=5,
-                       retry=RetryPolicy(max_retries=0)) as client:
+    with TrackerClient(
+        serve_url(platform), "nosuchtenant", batch_size=5, retry=RetryPolicy(max_retries=0)
+    ) as client:
         for _ in range(5):
             client.track("signup")
 
@@ -184,8 +227,11 @@ async def test_async_client_batch_lands(platform):
 
 def test_resent_batch_keeps_event_ids(platform, http):
     run = uuid.uuid4().hex
-    event = {"event_id": str(uuid.UUID(int=0x0190_0000_0000_7000_8000_0000_0000_0001 + 1)),
-             "event_type": "retry_probe", "params": {"key_prefix": TENANT, "run": run}}
+    event = {
+        "event_id": str(uuid.UUID(int=0x0190_0000_0000_7000_8000_0000_0000_0001 + 1)),
+        "event_type": "retry_probe",
+        "params": {"key_prefix": TENANT, "run": run},
+    }
     for _ in range(2):
         response = http.post(f"{serve_url(platform)}/batch", json={"events": [event]})
         assert response.json()["accepted"] == 1
