@@ -176,7 +176,8 @@ async def run(rate: int, seconds: float, clients: int) -> list[str]:
     lines = [
         f"{sent:,} events published at {achieved:,.0f} events/s for {seconds:g} s to one tenant; "
         f"{clients} SSE clients each received at least {received:,}.",
-        "2 shared CPU cores (other engineers' jobs ran at the same time); gateway, broker and clients on one host.",
+        "2 shared CPU cores (other engineers' jobs ran at the same time); gateway, broker and clients on one host;"
+        f" 1-minute load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| path | p50 ms | p99 ms | max ms | p99 ratio to baseline |",
         "|---|---|---|---|---|",

@@ -107,7 +107,8 @@ def test_archiver_throughput(tmp_path: Path) -> None:
     end_to_end_rate = EVENTS / end_to_end_seconds
     report(
         [
-            f"{EVENTS:,} events, 20 tenants, one UTC day; 2 shared CPU cores (other engineers' jobs ran too).",
+            f"{EVENTS:,} events, 20 tenants, one UTC day; 2 shared CPU cores (other engineers' jobs ran too),"
+            f" 1-minute load average {os.getloadavg()[0]:.1f} at the end.",
             "",
             "| path | events/s | ratio to baseline |",
             "|---|---|---|",
