@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +401,27 @@ async def test_archiver_filtered_sink_uses_own_table(data_dir: Path) -> None:
 
     assert table_rows(data_dir, "events_filtered").num_rows == 2
     assert not (data_dir / "delta" / "events").exists()
+
+
+async def test_maintenance_timer_compacts_table(broker: Broker, data_dir: Path) -> None:
+    sink = make_sink(data_dir, commit_events=1, compact_every_seconds=0.5)
+    runtime = ConsumerRuntime(sink, broker, consumer_settings(data_dir, CONSUMER_POLL_MESSAGES="1"))
+    now_ms = int(time.time() * 1000)
+    for i in range(6):
+        await publish(broker, TOPIC_EVENTS_CLEAN, [make_event("acme", timestamp=now_ms + i, n=str(i))])
+    task = asyncio.create_task(runtime.run())
+    table_path = str(data_dir / "delta" / "events")
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                await asyncio.sleep(0.1)
+                operations = [entry.get("operation") for entry in DeltaTable(table_path).history()]
+                if "OPTIMIZE" in operations and "VACUUM END" in operations:
+                    break
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 20)
+
+    table = DeltaTable(table_path)
+    assert table.to_pyarrow_table().num_rows == 6
+    assert table.transaction_version(app_id_for("archiver", partition_of("acme"))) == 5

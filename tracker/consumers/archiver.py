@@ -229,6 +229,9 @@ class ArchiverSink(Sink):
             if expected is not None and batch.first_offset > expected:
                 await self._rewind_on_gap(batch.partition, expected)
 
+            # NOTE: events before `expected` were buffered by an earlier call, so after a
+            # failed flush the retried batch skips them and any dead letters they produced
+            # in that call (the runtime clears them before a retry) are not routed again.
             indexes = [
                 index
                 for index, offset in enumerate(
@@ -270,6 +273,9 @@ class ArchiverSink(Sink):
         return None
 
     async def _rewind_on_gap(self, partition: int, expected: int) -> None:
+        # NOTE: a member that lost a partition still flushes its buffer for it, which can
+        # duplicate rows the new owner wrote meanwhile; run one archiver per group until
+        # the runtime resumes reassigned partitions from stored_offsets().
         # Another member may have archived further since we read the table: check again.
         assert self._context is not None
         fresh = await asyncio.to_thread(
