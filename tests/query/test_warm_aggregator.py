@@ -176,3 +176,28 @@ def test_aggregator_built_from_env(tmp_path: Path) -> None:
     assert sink.settings.dedup_hours == 12
     with pytest.raises(ConfigError):
         create_sink(Env({"WARM_DEDUP_HOURS": "0"}))
+
+
+async def test_warm_read_survives_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = generate(seed=12, count=600)
+    sink = WarmAggregator(settings_for(tmp_path))
+    await sink.open()
+    for offset, start in enumerate(range(0, len(events), 200)):
+        await sink.process(Batch(0, offset, offset, events[start : start + 200], []))
+    stale = WarmStore(tmp_path).read_manifest()
+    sink.compact()
+    await sink.close()
+
+    # The reader loads the manifest from before compaction, whose files are gone now.
+    tier = WarmTier(tmp_path, clock=lambda: END_MS)
+    manifests = [stale]
+    real_read = tier._store.read_manifest
+    monkeypatch.setattr(
+        tier._store, "read_manifest", lambda: manifests.pop() if manifests else real_read()
+    )
+    result = await tier.stats(StatsQuery(EventFilter("gamma", BASE_MS, END_MS), ("event_type",)))
+    assert {row["event_type"]: row["count"] for row in result.rows} == expected_by_type(
+        events, "gamma"
+    )
