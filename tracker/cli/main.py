@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 
 from tracker.errors import TrackerError
@@ -83,14 +84,14 @@ def main() -> None:
         raise SystemExit(130) from None
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
-    except Exception as error:  # click usage errors carry their own exit code
-        import click
-
-        # Typer 0.29 raises usage errors from its own bundled copy of click.
-        if isinstance(error, (click.ClickException, typer.TyperException)) and hasattr(error, "show"):
+    except (click.ClickException, typer.TyperException) as error:
+        # typer 0.29 raises usage errors from its bundled copy of click, which subclass
+        # TyperException rather than click.ClickException; both carry show() and exit_code.
+        if hasattr(error, "show"):
             error.show()
-            raise SystemExit(error.exit_code) from None
-        raise
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(getattr(error, "exit_code", 2)) from None
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)
 
