@@ -198,6 +198,7 @@ async def test_warm_read_survives_compaction(
         tier._store, "read_manifest", lambda: manifests.pop() if manifests else real_read()
     )
     result = await tier.stats(StatsQuery(EventFilter("gamma", BASE_MS, END_MS), ("event_type",)))
-    assert {row["event_type"]: row["count"] for row in result.rows} == expected_by_type(
-        events, "gamma"
-    )
+    assert manifests == []
+    assert not any((tmp_path / name).exists() for name in stale.files["counts"])
+    counts = {row["event_type"]: row["count"] for row in result.rows}
+    assert counts == expected_by_type(events, "gamma")
