@@ -94,10 +94,10 @@ pub fn gcm_open(
         })
 }
 
-fn push_u16_len(plaintext: &mut Vec<u8>, what: &str, bytes: &[u8]) -> Result<(), CoreError> {
+fn push_u16_len(plaintext: &mut Vec<u8>, field_name: &str, bytes: &[u8]) -> Result<(), CoreError> {
     let len = u16::try_from(bytes.len()).map_err(|_| {
         CoreError::Codec(format!(
-            "{what} is {} bytes, the maximum is 65535",
+            "{field_name} is {} bytes, the maximum is 65535",
             bytes.len()
         ))
     })?;

@@ -20,7 +20,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyTuple, PyType};
 use pyo3::{create_exception, ffi, PyTypeInfo};
 
-/// Longest piece of caller input echoed in an error message, in bytes.
+/// Maximum length of caller input quoted in an error message, in bytes.
 pub const ECHO_MAX_BYTES: usize = 50;
 
 create_exception!(

@@ -157,7 +157,7 @@ pub fn decode(blob: &[u8]) -> Result<DecodedBatch, CoreError> {
     }
     if ranges.len() != count {
         return Err(CoreError::RecordBatch(format!(
-            "record batch header counts {count} events but holds {}",
+            "record batch header gives {count} events but the payload contains {}",
             ranges.len()
         )));
     }

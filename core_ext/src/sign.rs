@@ -71,11 +71,8 @@ pub fn signature_message(
 
     let mut covered: Vec<&(String, String)> = params.iter().collect();
     covered.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    for (index, (name, _)) in covered
-        .iter()
-        .enumerate()
-        .map(|(i, (n, v))| (i, (n.as_str(), v)))
-    {
+    for (index, (name, _)) in covered.iter().enumerate() {
+        let name = name.as_str();
         if name.is_empty() || name.contains(',') {
             return Err(CoreError::Signature(format!(
                 "covered param name '{}' must be non-empty and contain no comma",

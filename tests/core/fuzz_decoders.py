@@ -3,7 +3,7 @@
 Each input picks one decoder and feeds it the rest of the bytes. A decoder may
 return or raise its documented exception; anything else (another exception, a
 crash, a hang) is a finding. Atheris instruments only Python code, so coverage
-guidance sees the harness branches (which decoder, which outcome) but not the
+guidance covers the harness branches (which decoder, which outcome) but not the
 native code, which runs uninstrumented; most inputs are effectively random.
 
 Run standalone: `python tests/core/fuzz_decoders.py -max_total_time=300`

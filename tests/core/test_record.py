@@ -99,7 +99,7 @@ def test_mutated_batch_never_crashes(data: st.DataObject) -> None:
 def test_count_mismatch_reported() -> None:
     blob = bytearray(_core.encode_record_batch([b"{}", b"{}"]))
     blob[1:5] = struct.pack(">I", 3)
-    with pytest.raises(_core.RecordBatchError, match="counts 3 events but holds 2"):
+    with pytest.raises(_core.RecordBatchError, match="gives 3 events but the payload contains 2"):
         _core.decode_record_batch(bytes(blob))
 
 
