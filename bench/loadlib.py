@@ -1,0 +1,139 @@
+"""Shared load harness: repeated wrk runs with a warm-up, and the servers they measure.
+
+It builds on the primitives of `bench/load/run_ingest.py`: the wrk runner with its Lua report
+scripts, the RSS sampler, the Robyn baseline, and the tenant and batch body set-up. It adds
+what a comparison across servers needs: a discarded warm-up run, several measured runs whose
+median is reported, the Rust baseline, and `tracker serve` with a chosen number of processes. Everything listens on 127.0.0.1 ports from the OS.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH / "load"))
+
+from run_ingest import (  # noqa: E402
+    SERVE_COMMAND,
+    RssSampler,
+    batch_body,
+    free_port,
+    prepare_tenant,
+    run_wrk,
+    start_baseline,
+    stop,
+    wait_ready,
+)
+
+__all__ = [
+    "RUST_BASELINE",
+    "LoadResult",
+    "batch_body",
+    "free_port",
+    "measure",
+    "prepare_tenant",
+    "start_baseline",
+    "start_rust_baseline",
+    "start_serve",
+    "stop",
+    "wait_ready",
+]
+
+RUST_BASELINE = BENCH / "baseline_rust" / "target" / "release" / "baseline-rust"
+REPORT_SCRIPT = BENCH / "load" / "report.lua"
+BATCH_SCRIPT = BENCH / "load" / "batch.lua"
+
+
+@dataclass
+class LoadResult:
+    """Median requests per second and latency over the measured runs, and each run's figures."""
+
+    name: str
+    connections: int
+    runs: list[dict] = field(default_factory=list)
+    peak_rss_mib: list[float] = field(default_factory=list)
+
+    @property
+    def requests_per_second(self) -> float:
+        return statistics.median(run["requests_per_second"] for run in self.runs)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(run["p50_ms"] for run in self.runs)
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(run["p99_ms"] for run in self.runs)
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(run["non_2xx_3xx"] + run["socket_errors"] for run in self.runs)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "connections": self.connections,
+            "requests_per_second": round(self.requests_per_second, 1),
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "errors": self.non_2xx,
+            "peak_rss_mib": self.peak_rss_mib,
+            "runs": self.runs,
+        }
+
+
+def measure(
+    name: str, url: str, pids: list[int], *, connections: int, warmup: int, seconds: int,
+    repeats: int, threads: int = 2, body_path: Path | None = None, exclude_pids: set[int] = frozenset(),
+) -> LoadResult:
+    """Run wrk once for `warmup` seconds (discarded), then `repeats` times for `seconds`.
+
+    RSS is sampled over the measured runs only; `exclude_pids` drops launcher processes.
+    """
+    script = BATCH_SCRIPT if body_path is not None else REPORT_SCRIPT
+    script_args = (str(body_path),) if body_path is not None else ()
+    if warmup > 0:
+        run_wrk(url, warmup, connections, threads, script, *script_args)
+    result = LoadResult(name, connections)
+    with RssSampler(pids) as sampler:
+        for _ in range(repeats):
+            result.runs.append(run_wrk(url, seconds, connections, threads, script, *script_args))
+    result.peak_rss_mib = sampler.peak_mib(exclude=set(exclude_pids))
+    return result
+
+
+def start_rust_baseline(port: int, output: Path) -> subprocess.Popen[bytes]:
+    """Start the release build of `bench/baseline_rust`; build it first with cargo."""
+    if not RUST_BASELINE.exists():
+        raise FileNotFoundError(
+            f"{RUST_BASELINE} is missing: run `cargo build --release --offline` in bench/baseline_rust"
+        )
+    return subprocess.Popen(
+        [str(RUST_BASELINE), str(port), str(output)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def start_serve(env: dict[str, str], port: int, processes: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `tracker serve` with INGEST_PROCESSES=`processes` on `port`."""
+    serve_env = dict(env, PORT=str(port), INGEST_PROCESSES=str(processes))
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            SERVE_COMMAND, env=serve_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+
+
+def child_pids(process: subprocess.Popen[bytes]) -> list[int]:
+    import psutil
+
+    return [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
+
+
+def machine_note() -> str:
+    return f"{os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.1f} (shared machine)"

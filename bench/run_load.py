@@ -1,0 +1,155 @@
+"""Load-test ingest against an empty Robyn handler and a minimal Rust server, in one run.
+
+For each server it runs wrk on 127.0.0.1 with a discarded warm-up and then several measured
+runs, and reports the median requests per second, p50 and p99 latency, errors and the peak
+RSS of every server process. `tracker serve` (local broker, LOCAL_LOG_SYNC=full) is measured
+on GET /p, signed GET /t and POST /batch with 1,000-event bodies, once per ingest process
+count in `--processes`. Results go to `bench/results/load-<date>.json` and `.md`.
+
+    python bench/run_load.py --warmup 10 --seconds 15 --repeats 3 --processes 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+from loadlib import (
+    free_port,
+    machine_note,
+    measure,
+    prepare_tenant,
+    start_baseline,
+    start_rust_baseline,
+    start_serve,
+    stop,
+    wait_ready,
+    batch_body,
+    child_pids,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+BATCH_EVENTS = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--warmup", type=int, default=10, help="Warm-up seconds per target, discarded.")
+    parser.add_argument("--seconds", type=int, default=15, help="Seconds per measured run.")
+    parser.add_argument("--repeats", type=int, default=3, help="Measured runs per target.")
+    parser.add_argument("--connections", type=int, default=200, help="wrk connections for every target.")
+    parser.add_argument(
+        "--batch-connections", type=int, default=50,
+        help="wrk connections for /batch; at 200 on 2 shared cores no 1,000-event batch finished within 5 s.",
+    )
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="INGEST_PROCESSES values.")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from tracker._core import sign_click
+
+    work = Path(tempfile.mkdtemp(prefix="load-bench-"))
+    data_dir = work / "data"
+    data_dir.mkdir()
+    key_prefix, secret = prepare_tenant(data_dir)
+    body_path = work / "batch.json"
+    body_bytes = batch_body(body_path, key_prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "PROMETHEUS_"))}
+    env.update({
+        "TRACKER_ENV_FILE": str(work / "no.env"), "TRACKER_DATA_DIR": str(data_dir), "BROKER": "local",
+        "LOCAL_LOG_SYNC": "full", "LOG_FORMAT": "json", "MAX_BODY_BYTES": str(max(16 * 2**20, body_bytes * 2)),
+    })
+    timing = {"connections": args.connections, "warmup": args.warmup, "seconds": args.seconds,
+              "repeats": args.repeats}
+    results = []
+
+    port = free_port()
+    robyn = start_baseline(port, 1, env)
+    try:
+        wait_ready(port, "/p")
+        results.append(measure("baseline Robyn /p", f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
+                               [p.pid for p in robyn], **timing))
+    finally:
+        stop(robyn, signal.SIGKILL)
+
+    port = free_port()
+    rust = start_rust_baseline(port, work / "rust-events.jsonl")
+    try:
+        wait_ready(port, "/p")
+        results.append(measure("baseline Rust /p", f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
+                               [rust.pid], **timing))
+    finally:
+        stop([rust], signal.SIGKILL)
+
+    destination = "https://shop.example/landing?campaign=spring"
+    sig = sign_click(secret, destination, key_prefix=key_prefix)
+    targets = [
+        ("/p", f"/p?key_prefix={key_prefix}&click_id=abc", None),
+        ("signed /t", f"/t?url={quote(destination, safe='')}&sig={sig}&sub1=load", None),
+        ("/batch (1,000 events)", "/batch", body_path),
+    ]
+    for processes in args.processes:
+        port = free_port()
+        serve = start_serve(env, port, processes, work / f"serve-{processes}.log")
+        try:
+            wait_ready(port, "/health")
+            pids = child_pids(serve)
+            for label, path, body in targets:
+                run_timing = timing if body is None else dict(timing, connections=args.batch_connections)
+                result = measure(f"ingest x{processes} {label}", f"http://127.0.0.1:{port}{path}", pids,
+                                 body_path=body, exclude_pids={serve.pid}, **run_timing)
+                results.append(result)
+        finally:
+            stop([serve])
+
+    record = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/run_load.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1m": os.getloadavg()[0], "note": machine_note()},
+        "settings": vars(args) | {"broker": "local", "local_log_sync": "full", "batch_body_bytes": body_bytes},
+        "results": [r.as_dict() for r in results],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    base = RESULTS / f"load-{dt.date.today().isoformat()}"
+    base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    base.with_suffix(".md").write_text(render_markdown(record))
+    print(render_markdown(record))
+
+
+def render_markdown(record: dict) -> str:
+    """Return the results table; /batch ratios compare events/s with the baselines' requests/s."""
+    by_name = {r["name"]: r for r in record["results"]}
+    robyn = by_name["baseline Robyn /p"]["requests_per_second"]
+    rust = by_name["baseline Rust /p"]["requests_per_second"]
+    lines = [
+        f"# Ingest load run, {record['date']}",
+        "",
+        f"Command: `{record['command']}`. Machine: {record['machine']['note']}, at the end of the run.",
+        "Each row is the median of the measured wrk runs; the ratio columns divide the row's",
+        "requests/s (events/s for /batch) by each baseline's requests/s from the same run.",
+        "",
+        "| target | conns | req/s | events/s | vs Robyn | vs Rust | p50 ms | p99 ms | errors | peak RSS MiB per process |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in record["results"]:
+        rate = result["requests_per_second"]
+        events = rate * BATCH_EVENTS if "/batch" in result["name"] else rate
+        lines.append(
+            f"| {result['name']} | {result['connections']} | {rate:,.0f} | {events:,.0f} | "
+            f"{events / robyn:.3f} | {events / rust:.3f} | {result['p50_ms']} | {result['p99_ms']} | "
+            f"{result['errors']} | {', '.join(str(v) for v in result['peak_rss_mib'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
