@@ -28,7 +28,8 @@ from tests.conftest import free_port
 from tracker._core import decode_record_batch
 
 PARTITIONS = 4
-STARTUP_TIMEOUT_S = 40.0
+# Generous because a loaded 2-core machine can take over a minute to import the platform.
+STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 
 
