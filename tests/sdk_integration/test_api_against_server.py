@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from tracker_sdk import ApiError, AsyncTrackerApi, TrackerApi, build_short_url
 
 from tests.sdk_integration.live_platform import LivePlatform, live_platform
-from tracker_sdk import ApiError, AsyncTrackerApi, TrackerApi, build_short_url
 
 TENANT = "sdkapi1"
 OTHER_TENANT = "sdkapi2"
