@@ -84,9 +84,9 @@ def test_api_error_names_code_and_field(platform):
 
 
 def test_api_rejects_bad_key(platform):
-    with TrackerApi(platform.urls["api"], "trk_000000000000_" + "A" * 43) as api:
-        with pytest.raises(ApiError) as caught:
-            api.list_tracking_urls()
+    bad_key = "trk_000000000000_" + "A" * 43
+    with TrackerApi(platform.urls["api"], bad_key) as api, pytest.raises(ApiError) as caught:
+        api.list_tracking_urls()
     assert caught.value.status == 401
 
 
