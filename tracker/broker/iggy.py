@@ -7,9 +7,10 @@ sent to an explicit partition.
 
 Group offsets live on the server: a group is an Iggy consumer named after
 the group, whose stored offset per partition is the group's committed offset.
-The SDK 0.9 has no call that stores or reads an offset directly, so `commit`
-polls the committed message with auto-commit on, and `committed` derives the
-offset from the next message the server returns.
+The SDK 0.9 client has no method that stores or reads an offset of a regular
+consumer, so `commit` and `committed` send the server's StoreConsumerOffset
+(code 121) and GetConsumerOffset (code 120) commands through
+`send_binary_request`, encoded as the server's binary protocol defines them.
 
 Membership uses the same rule as the local log (sorted live members, every
 n-th partition) so both backends assign partitions alike. Heartbeats are
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -49,6 +51,15 @@ T = TypeVar("T")
 
 TOPIC_GROUP_MEMBERS = "group-members"
 _PLATFORM_TOPICS = (TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED, TOPIC_DEAD_LETTERS)
+
+# Command codes and wire constants of the Iggy binary protocol (core/binary_protocol
+# in apache/iggy, server 0.9.0).
+_GET_CONSUMER_OFFSET = 120
+_STORE_CONSUMER_OFFSET = 121
+_CONSUMER_KIND_SINGLE = 1
+_IDENTIFIER_KIND_STRING = 2
+_ACK_QUORUM = 1
+_MAX_NAME_BYTES = 255
 
 # Substrings of SDK error messages that mean the server could not be reached;
 # any other failure is a BrokerError the caller should not retry blindly.
@@ -169,34 +180,45 @@ class IggyBroker(Broker):
         )
 
     async def commit(self, topic: str, group: str, partition: int, offset: int) -> None:
-        """Store `offset` for the group by polling that message with auto-commit on."""
+        """Store `offset` on the server as the group's offset for the partition."""
+        self._check_partition(partition)
         if offset < 0:
             raise BrokerError(f"offset must be at least 0, got {offset}")
-        polled = await self._poll(
-            topic,
-            partition,
-            iggy.Consumer.Single(group),
-            iggy.PollingStrategy.Offset(offset),
-            1,
-            True,
-        )
-        if not polled or polled[0].offset != offset:
+        # The server rejects an offset past the partition's end too, but with a bare
+        # "invalid offset"; this check names the newest offset as the local log does.
+        newest = await self.end_offset(topic, partition)
+        if newest is None:
+            raise BrokerError(f"cannot commit offset {offset} of {topic}/{partition}: it is empty")
+        if offset > newest:
             raise BrokerError(
-                f"cannot commit offset {offset} of {topic}/{partition}: no such message"
+                f"cannot commit offset {offset} of {topic}/{partition}:"
+                f" the newest offset is {newest}"
             )
+        request = _consumer_request(group, self.stream, topic, partition)
+        request += struct.pack("<QB", offset, _ACK_QUORUM)
+        client = self._connected()
+        await self._call(
+            client.send_binary_request(_STORE_CONSUMER_OFFSET, request), "store consumer offset"
+        )
 
     async def committed(self, topic: str, group: str, partition: int) -> int | None:
-        """Return the group's stored offset, derived from the next message the server returns.
-
-        NOTE: a group that never committed on a partition whose first messages
-        expired reads as committed just before the oldest message left, not None.
-        """
-        upcoming = await self._poll(
-            topic, partition, iggy.Consumer.Single(group), iggy.PollingStrategy.Next(), 1, False
+        """Return the group's offset stored on the server, or None before its first commit."""
+        self._check_partition(partition)
+        client = self._connected()
+        await self._ensure_topic(topic)
+        request = _consumer_request(group, self.stream, topic, partition)
+        response = await self._call(
+            client.send_binary_request(_GET_CONSUMER_OFFSET, request), "get consumer offset"
         )
-        if upcoming:
-            return upcoming[0].offset - 1 if upcoming[0].offset > 0 else None
-        return await self.end_offset(topic, partition)
+        if not response:
+            return None
+        # The response is partition id (u32), current offset (u64) and stored offset (u64).
+        if len(response) < 20:
+            raise BrokerError(
+                f"Iggy returned a consumer offset of {len(response)} bytes, expected 20"
+            )
+        _, _, stored = struct.unpack_from("<IQQ", response)
+        return int(stored)
 
     async def end_offset(self, topic: str, partition: int) -> int | None:
         """Return the current offset of the partition, or None while it is empty."""
@@ -343,6 +365,27 @@ class IggyBroker(Broker):
             ) from error
         except (RuntimeError, OSError) as error:
             raise translate_error(error, action, self.settings.iggy_url) from error
+
+
+def _encode_name(name: str) -> bytes:
+    """Encode `name` as a string identifier: kind, length, UTF-8 bytes."""
+    data = name.encode()
+    if not 0 < len(data) <= _MAX_NAME_BYTES:
+        raise BrokerError(
+            f"invalid Iggy name {name[:50]!r}: expected 1 to {_MAX_NAME_BYTES} UTF-8 bytes"
+        )
+    return bytes((_IDENTIFIER_KIND_STRING, len(data))) + data
+
+
+def _consumer_request(group: str, stream: str, topic: str, partition: int) -> bytes:
+    """Encode consumer, stream, topic and partition, the head of the consumer offset commands."""
+    return (
+        bytes((_CONSUMER_KIND_SINGLE,))
+        + _encode_name(group)
+        + _encode_name(stream)
+        + _encode_name(topic)
+        + struct.pack("<BI", 1, partition)
+    )
 
 
 def translate_error(error: BaseException, action: str, url: str) -> BrokerError:
