@@ -538,7 +538,7 @@ async def test_filter_reloads_rules_while_running(
         )
         await asyncio.sleep(0.3)
         await publish(broker, TOPIC_EVENTS, [make_event("acme", timestamp=BASE_MS, sub1="late")])
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while len(await read_topic(broker, TOPIC_EVENTS_FILTERED)) < 1:
                 await asyncio.sleep(0.02)
     finally:

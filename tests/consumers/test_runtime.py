@@ -61,7 +61,7 @@ class RecordingSink(Sink):
         self.closed = True
 
 
-async def run_until(runtime: ConsumerRuntime, condition: Any, timeout: float = 10.0) -> None:
+async def run_until(runtime: ConsumerRuntime, condition: Any, timeout: float = 30.0) -> None:
     """Run the runtime until `condition()` holds, then stop it and wait for it to return."""
     task = asyncio.create_task(runtime.run())
     try:
@@ -282,7 +282,7 @@ async def test_two_instances_split_partitions(broker: Broker, data_dir: Path) ->
     ]
     tasks = [asyncio.create_task(runtime.run()) for runtime in runtimes]
     try:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(30):
             while len(first.stored | second.stored) < 600:
                 await asyncio.sleep(0.02)
             while not (runtimes[0].assigned_partitions and runtimes[1].assigned_partitions):
