@@ -8,7 +8,7 @@ sent to an explicit partition.
 Group offsets live on the server: a group is an Iggy consumer named after
 the group, whose stored offset per partition is the group's committed offset.
 The SDK 0.9 client has no method that stores or reads an offset of a regular
-consumer, so `commit` and `committed` send the server's StoreConsumerOffset
+consumer. So `commit` and `committed` send the server's StoreConsumerOffset
 (code 121) and GetConsumerOffset (code 120) commands through
 `send_binary_request`, encoded as the server's binary protocol defines them.
 
@@ -184,8 +184,8 @@ class IggyBroker(Broker):
         self._check_partition(partition)
         if offset < 0:
             raise BrokerError(f"offset must be at least 0, got {offset}")
-        # The server rejects an offset past the partition's end too, but with a bare
-        # "invalid offset"; this check names the newest offset as the local log does.
+        # The server also rejects an offset past the partition's end, but only as
+        # "invalid offset". This check names the newest offset, as the local log does.
         newest = await self.end_offset(topic, partition)
         if newest is None:
             raise BrokerError(f"cannot commit offset {offset} of {topic}/{partition}: it is empty")
