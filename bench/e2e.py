@@ -32,7 +32,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadlib import free_port, machine_note  # noqa: E402
+from loadlib import free_port, machine_note
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -43,9 +43,27 @@ BATCH_EVENTS = 1000
 def start_platform(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, dict, dict]:
     ports = {"port": free_port(), "api": free_port(), "sse": free_port()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli.main", "up", "--data-dir", str(data_dir), "--port", str(ports["port"]),
-         "--api-port", str(ports["api"]), "--sse-port", str(ports["sse"]), "--json"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tracker.cli.main",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(ports["port"]),
+            "--api-port",
+            str(ports["api"]),
+            "--sse-port",
+            str(ports["sse"]),
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     demo, ready = None, set()
     deadline = time.monotonic() + 120
@@ -65,8 +83,11 @@ def start_platform(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Pope
 
 
 def count(client: httpx.Client, api: str, key: str, tier: str, **filters: str) -> int:
-    response = client.get(f"{api}/api/events/stats", params={"hours": "24", "tier": tier, **filters},
-                          headers={"Authorization": f"Bearer {key}"})
+    response = client.get(
+        f"{api}/api/events/stats",
+        params={"hours": "24", "tier": tier, **filters},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     return int(response.json()["total"]) if response.status_code == 200 else -1
 
 
@@ -74,10 +95,15 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict:
     process, ports, demo = start_platform(work / "data", env)
     ingest, api = f"http://127.0.0.1:{ports['port']}", f"http://127.0.0.1:{ports['api']}"
     tiers = ["cold"] + (["hot"] if "HOT_DSN" in env else [])
-    body = orjson.dumps([
-        {"event_type": "e2e", "params": {"key_prefix": "demo", "n": str(i), "sub1": f"s{i % 10}"}}
-        for i in range(BATCH_EVENTS)
-    ])
+    body = orjson.dumps(
+        [
+            {
+                "event_type": "e2e",
+                "params": {"key_prefix": "demo", "n": str(i), "sub1": f"s{i % 10}"},
+            }
+            for i in range(BATCH_EVENTS)
+        ]
+    )
     total = args.batches * BATCH_EVENTS
     samples: list[dict] = []
     try:
@@ -85,8 +111,11 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict:
             started = time.monotonic()
 
             def send(_index: int) -> int:
-                response = client.post(f"{ingest}/batch", content=body,
-                                       headers={"Content-Type": "application/json", "User-Agent": BROWSER_UA})
+                response = client.post(
+                    f"{ingest}/batch",
+                    content=body,
+                    headers={"Content-Type": "application/json", "User-Agent": BROWSER_UA},
+                )
                 return response.json()["accepted"] if response.status_code == 200 else 0
 
             with ThreadPoolExecutor(args.senders) as pool:
@@ -96,24 +125,37 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict:
                     sent = sum(f.result() for f in futures if f.done())
                     row = {"seconds": round(time.monotonic() - started, 2), "accepted": sent}
                     for tier in tiers:
-                        row[f"{tier}_counted"] = count(client, api, demo["api_key"], tier, event_type="e2e")
+                        row[f"{tier}_counted"] = count(
+                            client, api, demo["api_key"], tier, event_type="e2e"
+                        )
                         row[f"{tier}_lag"] = sent - row[f"{tier}_counted"]
                     samples.append(row)
-                    if all(f.done() for f in futures) and all(row[f"{t}_counted"] >= total for t in tiers):
+                    if all(f.done() for f in futures) and all(
+                        row[f"{t}_counted"] >= total for t in tiers
+                    ):
                         break
                     time.sleep(1.0)
             accepted = sum(f.result() for f in futures)
-            drained = {t: next((s["seconds"] for s in samples if s[f"{t}_counted"] >= total), None) for t in tiers}
+            drained = {
+                t: next((s["seconds"] for s in samples if s[f"{t}_counted"] >= total), None)
+                for t in tiers
+            }
             send_seconds = next((s["seconds"] for s in samples if s["accepted"] >= total), None)
 
             latency = {}
             for tier in tiers:
                 click_id = f"e2e-{uuid.uuid4().hex[:12]}"
                 sent_at = time.monotonic()
-                client.get(f"{ingest}/p", params={"key_prefix": "demo", "click_id": click_id},
-                           headers={"User-Agent": BROWSER_UA})
+                client.get(
+                    f"{ingest}/p",
+                    params={"key_prefix": "demo", "click_id": click_id},
+                    headers={"User-Agent": BROWSER_UA},
+                )
                 while time.monotonic() - sent_at < args.timeout:
-                    if count(client, api, demo["api_key"], tier, **{f"param.click_id": click_id}) == 1:
+                    if (
+                        count(client, api, demo["api_key"], tier, **{"param.click_id": click_id})
+                        == 1
+                    ):
                         latency[tier] = round(time.monotonic() - sent_at, 2)
                         break
                     time.sleep(0.1)
@@ -125,11 +167,16 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict:
             process.kill()
 
     return {
-        "events_sent": total, "events_accepted": accepted, "ingest_seconds": send_seconds,
+        "events_sent": total,
+        "events_accepted": accepted,
+        "ingest_seconds": send_seconds,
         "ingest_events_per_second": round(total / send_seconds) if send_seconds else None,
         "drained_seconds": drained,
-        "end_to_end_events_per_second": {t: (round(total / s) if s else None) for t, s in drained.items()},
-        "event_to_query_seconds": latency, "samples": samples,
+        "end_to_end_events_per_second": {
+            t: (round(total / s) if s else None) for t, s in drained.items()
+        },
+        "event_to_query_seconds": latency,
+        "samples": samples,
     }
 
 
@@ -137,14 +184,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=20, help="Number of 1,000-event bodies.")
     parser.add_argument("--senders", type=int, default=4, help="Concurrent senders.")
-    parser.add_argument("--timeout", type=float, default=300, help="Seconds to wait for the tiers to count.")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="Seconds to wait for the tiers to count."
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     # The bench sends from one address, so the per-IP rate limit of the event filter is lifted.
-    env.update({"TRACKER_ENV_FILE": str(work / "no.env"), "ARCHIVE_COMMIT_SECONDS": "1",
-                "REGISTRY_REFRESH_SECONDS": "1", "FILTER_RATE_IP_LIMIT": "1000000000"})
+    env.update(
+        {
+            "TRACKER_ENV_FILE": str(work / "no.env"),
+            "ARCHIVE_COMMIT_SECONDS": "1",
+            "REGISTRY_REFRESH_SECONDS": "1",
+            "FILTER_RATE_IP_LIMIT": "1000000000",
+        }
+    )
     schema = None
     if os.environ.get("HOT_DSN"):
         import asyncpg
@@ -180,23 +235,39 @@ def main() -> None:
         figure, axes = plt.subplots()
         for key in result["samples"][0]:
             if key.endswith("_lag"):
-                axes.plot([s["seconds"] for s in result["samples"]], [s[key] for s in result["samples"]], label=key)
+                axes.plot(
+                    [s["seconds"] for s in result["samples"]],
+                    [s[key] for s in result["samples"]],
+                    label=key,
+                )
         axes.set_xlabel("seconds since the first batch")
         axes.set_ylabel("events accepted but not yet counted")
         axes.legend()
         figure.savefig(base.with_suffix(".png"))
         plot = f"plot: {base.with_suffix('.png').name}"
-    record = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "command": "python bench/e2e.py " + " ".join(sys.argv[1:]), "machine": machine_note(),
-              "hot_tier": bool(schema), **{k: v for k, v in result.items() if k != "samples"}}
+    record = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/e2e.py " + " ".join(sys.argv[1:]),
+        "machine": machine_note(),
+        "hot_tier": bool(schema),
+        **{k: v for k, v in result.items() if k != "samples"},
+    }
     base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"# End-to-end run, {record['date']}", "", f"Command: `{record['command']}`. Machine: {record['machine']}.",
-             f"Lag over time: {base.with_suffix('.csv').name}; {plot}.", "",
-             "| measure | value |", "|---|---|",
-             f"| events sent / accepted | {record['events_sent']:,} / {record['events_accepted']:,} |",
-             f"| ingest rate (all batches answered) | {record['ingest_events_per_second']} events/s |"]
+    lines = [
+        f"# End-to-end run, {record['date']}",
+        "",
+        f"Command: `{record['command']}`. Machine: {record['machine']}.",
+        f"Lag over time: {base.with_suffix('.csv').name}; {plot}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| events sent / accepted | {record['events_sent']:,} / {record['events_accepted']:,} |",
+        f"| ingest rate (all batches answered) | {record['ingest_events_per_second']} events/s |",
+    ]
     for tier, rate in record["end_to_end_events_per_second"].items():
-        lines.append(f"| sustained to the {tier} tier (first send to last count) | {rate} events/s |")
+        lines.append(
+            f"| sustained to the {tier} tier (first send to last count) | {rate} events/s |"
+        )
     for tier, seconds in record["event_to_query_seconds"].items():
         lines.append(f"| one postback to a count in the {tier} tier | {seconds} s |")
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -34,7 +34,9 @@ __all__ = [
     "RUST_BASELINE",
     "LoadResult",
     "batch_body",
+    "child_pids",
     "free_port",
+    "machine_note",
     "measure",
     "prepare_tenant",
     "start_baseline",
@@ -88,8 +90,17 @@ class LoadResult:
 
 
 def measure(
-    name: str, url: str, pids: list[int], *, connections: int, warmup: int, seconds: int,
-    repeats: int, threads: int = 2, body_path: Path | None = None, exclude_pids: set[int] = frozenset(),
+    name: str,
+    url: str,
+    pids: list[int],
+    *,
+    connections: int,
+    warmup: int,
+    seconds: int,
+    repeats: int,
+    threads: int = 2,
+    body_path: Path | None = None,
+    exclude_pids: set[int] = frozenset(),
 ) -> LoadResult:
     """Run wrk once for `warmup` seconds (discarded), then `repeats` times for `seconds`.
 
@@ -115,16 +126,23 @@ def start_rust_baseline(port: int, output: Path) -> subprocess.Popen[bytes]:
         )
     return subprocess.Popen(
         [str(RUST_BASELINE), str(port), str(output)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
-def start_serve(env: dict[str, str], port: int, processes: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_serve(
+    env: dict[str, str], port: int, processes: int, log_path: Path
+) -> subprocess.Popen[bytes]:
     """Start `tracker serve` with INGEST_PROCESSES=`processes` on `port`."""
     serve_env = dict(env, PORT=str(port), INGEST_PROCESSES=str(processes))
     with open(log_path, "wb") as log_file:
         return subprocess.Popen(
-            SERVE_COMMAND, env=serve_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            SERVE_COMMAND,
+            env=serve_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=log_file,
         )
 
@@ -132,7 +150,10 @@ def start_serve(env: dict[str, str], port: int, processes: int, log_path: Path) 
 def child_pids(process: subprocess.Popen[bytes]) -> list[int]:
     import psutil
 
-    return [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
+    return [
+        process.pid,
+        *(child.pid for child in psutil.Process(process.pid).children(recursive=True)),
+    ]
 
 
 def machine_note() -> str:

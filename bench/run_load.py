@@ -23,6 +23,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from loadlib import (
+    batch_body,
+    child_pids,
     free_port,
     machine_note,
     measure,
@@ -32,8 +34,6 @@ from loadlib import (
     start_serve,
     stop,
     wait_ready,
-    batch_body,
-    child_pids,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,15 +43,23 @@ BATCH_EVENTS = 1000
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--warmup", type=int, default=10, help="Warm-up seconds per target, discarded.")
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="Warm-up seconds per target, discarded."
+    )
     parser.add_argument("--seconds", type=int, default=15, help="Seconds per measured run.")
     parser.add_argument("--repeats", type=int, default=3, help="Measured runs per target.")
-    parser.add_argument("--connections", type=int, default=200, help="wrk connections for every target.")
     parser.add_argument(
-        "--batch-connections", type=int, default=50,
+        "--connections", type=int, default=200, help="wrk connections for every target."
+    )
+    parser.add_argument(
+        "--batch-connections",
+        type=int,
+        default=50,
         help="wrk connections for /batch; at 200 on 2 shared cores no 1,000-event batch finished within 5 s.",
     )
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="INGEST_PROCESSES values.")
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1, 2], help="INGEST_PROCESSES values."
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from tracker._core import sign_click
@@ -63,20 +71,36 @@ def main() -> None:
     body_path = work / "batch.json"
     body_bytes = batch_body(body_path, key_prefix)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "PROMETHEUS_"))}
-    env.update({
-        "TRACKER_ENV_FILE": str(work / "no.env"), "TRACKER_DATA_DIR": str(data_dir), "BROKER": "local",
-        "LOCAL_LOG_SYNC": "full", "LOG_FORMAT": "json", "MAX_BODY_BYTES": str(max(16 * 2**20, body_bytes * 2)),
-    })
-    timing = {"connections": args.connections, "warmup": args.warmup, "seconds": args.seconds,
-              "repeats": args.repeats}
+    env.update(
+        {
+            "TRACKER_ENV_FILE": str(work / "no.env"),
+            "TRACKER_DATA_DIR": str(data_dir),
+            "BROKER": "local",
+            "LOCAL_LOG_SYNC": "full",
+            "LOG_FORMAT": "json",
+            "MAX_BODY_BYTES": str(max(16 * 2**20, body_bytes * 2)),
+        }
+    )
+    timing = {
+        "connections": args.connections,
+        "warmup": args.warmup,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+    }
     results = []
 
     port = free_port()
     robyn = start_baseline(port, 1, env)
     try:
         wait_ready(port, "/p")
-        results.append(measure("baseline Robyn /p", f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
-                               [p.pid for p in robyn], **timing))
+        results.append(
+            measure(
+                "baseline Robyn /p",
+                f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
+                [p.pid for p in robyn],
+                **timing,
+            )
+        )
     finally:
         stop(robyn, signal.SIGKILL)
 
@@ -84,8 +108,14 @@ def main() -> None:
     rust = start_rust_baseline(port, work / "rust-events.jsonl")
     try:
         wait_ready(port, "/p")
-        results.append(measure("baseline Rust /p", f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
-                               [rust.pid], **timing))
+        results.append(
+            measure(
+                "baseline Rust /p",
+                f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
+                [rust.pid],
+                **timing,
+            )
+        )
     finally:
         stop([rust], signal.SIGKILL)
 
@@ -103,9 +133,17 @@ def main() -> None:
             wait_ready(port, "/health")
             pids = child_pids(serve)
             for label, path, body in targets:
-                run_timing = timing if body is None else dict(timing, connections=args.batch_connections)
-                result = measure(f"ingest x{processes} {label}", f"http://127.0.0.1:{port}{path}", pids,
-                                 body_path=body, exclude_pids={serve.pid}, **run_timing)
+                run_timing = (
+                    timing if body is None else dict(timing, connections=args.batch_connections)
+                )
+                result = measure(
+                    f"ingest x{processes} {label}",
+                    f"http://127.0.0.1:{port}{path}",
+                    pids,
+                    body_path=body,
+                    exclude_pids={serve.pid},
+                    **run_timing,
+                )
                 results.append(result)
         finally:
             stop([serve])
@@ -113,9 +151,14 @@ def main() -> None:
     record = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/run_load.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_1m": os.getloadavg()[0], "note": machine_note()},
-        "settings": vars(args) | {"broker": "local", "local_log_sync": "full", "batch_body_bytes": body_bytes},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1m": os.getloadavg()[0],
+            "note": machine_note(),
+        },
+        "settings": vars(args)
+        | {"broker": "local", "local_log_sync": "full", "batch_body_bytes": body_bytes},
         "results": [r.as_dict() for r in results],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,12 @@ def summarize(record: dict) -> str:
         members = groups[group]
         baselines = [b for b in members if is_baseline(b)]
         baseline = baselines[0] if baselines else None
-        lines += [f"## {group}", "", "| benchmark | mean | median | ops/s | rounds | ratio to baseline |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {group}",
+            "",
+            "| benchmark | mean | median | ops/s | rounds | ratio to baseline |",
+            "|---|---|---|---|---|---|",
+        ]
         ordered = ([baseline] if baseline else []) + [b for b in members if b is not baseline]
         for benchmark in ordered:
             stats = benchmark["stats"]
@@ -93,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.results} is not valid JSON ({error})", file=sys.stderr)
         return 1
     if not isinstance(record, dict) or not isinstance(record.get("benchmarks"), list):
-        print(f"error: {args.results} is not a pytest-benchmark JSON file (no 'benchmarks' list)", file=sys.stderr)
+        print(
+            f"error: {args.results} is not a pytest-benchmark JSON file (no 'benchmarks' list)",
+            file=sys.stderr,
+        )
         return 1
     output = args.results.with_suffix(".md")
     output.write_text(summarize(record), encoding="utf-8")

@@ -26,13 +26,33 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     env = dict(os.environ)
     env.pop("HOT_DSN", None)
     env.update(
-        {"ARCHIVE_COMMIT_SECONDS": "1", "REGISTRY_REFRESH_SECONDS": "1", "TRUSTED_PROXIES": "127.0.0.1/32"}
+        {
+            "ARCHIVE_COMMIT_SECONDS": "1",
+            "REGISTRY_REFRESH_SECONDS": "1",
+            "TRUSTED_PROXIES": "127.0.0.1/32",
+        }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli.main", "up", "--data-dir", str(data_dir),
-         "--port", str(ports["port"]), "--api-port", str(ports["api"]), "--sse-port", str(ports["sse"]),
-         "--json"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tracker.cli.main",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(ports["port"]),
+            "--api-port",
+            str(ports["api"]),
+            "--sse-port",
+            str(ports["sse"]),
+            "--json",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         ready: set[str] = set()
@@ -65,9 +85,23 @@ def _run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
 
 def test_demo_report_agrees_with_registry_drops(platform):
     result = _run(
-        "--ingest-url", platform["ingest"], "--api-url", platform["api"],
-        "--data-dir", str(platform["data_dir"]), "--journeys", "60", "--tenants", "2",
-        "--bot-share", "0.2", "--conversion-rate", "0.3", "--seed", "7", "--json",
+        "--ingest-url",
+        platform["ingest"],
+        "--api-url",
+        platform["api"],
+        "--data-dir",
+        str(platform["data_dir"]),
+        "--journeys",
+        "60",
+        "--tenants",
+        "2",
+        "--bot-share",
+        "0.2",
+        "--conversion-rate",
+        "0.3",
+        "--seed",
+        "7",
+        "--json",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -75,9 +109,16 @@ def test_demo_report_agrees_with_registry_drops(platform):
     assert report["failures"] == []
     assert report["bot_method"].startswith("filter drop counts")
     names = {check["name"] for check in report["checks"]}
-    for name in ("clicks (clean)", "landing beacons", "conversions", "matched click -> postback",
-                 "match rate", "bots filtered", "bad links answered 403 invalid_signature",
-                 "bad links answered 403 signature_expired"):
+    for name in (
+        "clicks (clean)",
+        "landing beacons",
+        "conversions",
+        "matched click -> postback",
+        "match rate",
+        "bots filtered",
+        "bad links answered 403 invalid_signature",
+        "bad links answered 403 signature_expired",
+    ):
         assert name in names
     assert any(name.startswith("clicks with sub1=") for name in names)
     bots = sum(c["expected"] for c in report["checks"] if c["name"] == "bots filtered")
@@ -89,18 +130,39 @@ def test_demo_report_agrees_with_registry_drops(platform):
 def test_demo_infers_bots_without_registry(platform, tmp_path):
     admin_key = json.loads((platform["data_dir"] / "demo-tenant.json").read_text())["admin_api_key"]
     result = _run(
-        "--ingest-url", platform["ingest"], "--api-url", platform["api"], "--admin-key", admin_key,
-        "--data-dir", str(tmp_path), "--journeys", "30", "--tenants", "1", "--seed", "11",
+        "--ingest-url",
+        platform["ingest"],
+        "--api-url",
+        platform["api"],
+        "--admin-key",
+        admin_key,
+        "--data-dir",
+        str(tmp_path),
+        "--journeys",
+        "30",
+        "--tenants",
+        "1",
+        "--seed",
+        "11",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "inferred: events accepted by ingest minus events counted by the API" in result.stdout
-    assert result.stdout.rstrip().endswith("Every number the platform reported agrees with what was sent.")
+    assert result.stdout.rstrip().endswith(
+        "Every number the platform reported agrees with what was sent."
+    )
 
 
 def test_demo_unreachable_ingest_exits_1(tmp_path):
     result = _run(
-        "--ingest-url", f"http://127.0.0.1:{free_port()}", "--api-url", f"http://127.0.0.1:{free_port()}",
-        "--admin-key", "trk_000000000000_unused", "--data-dir", str(tmp_path), timeout=60,
+        "--ingest-url",
+        f"http://127.0.0.1:{free_port()}",
+        "--api-url",
+        f"http://127.0.0.1:{free_port()}",
+        "--admin-key",
+        "trk_000000000000_unused",
+        "--data-dir",
+        str(tmp_path),
+        timeout=60,
     )
     assert result.returncode == 1
     assert "ingest at http://127.0.0.1:" in result.stderr
@@ -116,7 +178,12 @@ def test_demo_missing_credentials_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--conversion-rate", "1.5"), ("--bot-share", "-0.1"), ("--journeys", "0"), ("--tier", "lukewarm")],
+    [
+        ("--conversion-rate", "1.5"),
+        ("--bot-share", "-0.1"),
+        ("--journeys", "0"),
+        ("--tier", "lukewarm"),
+    ],
 )
 def test_demo_rejects_bad_option(option, value, tmp_path):
     result = _run("--data-dir", str(tmp_path), option, value, timeout=60)
@@ -125,11 +192,15 @@ def test_demo_rejects_bad_option(option, value, tmp_path):
 
 
 def test_report_disagrees_on_any_mismatch():
-    report = DemoReport(checks=[Check("t1", "clicks (clean)", 3, 3), Check("t1", "conversions", 1, 0)])
+    report = DemoReport(
+        checks=[Check("t1", "clicks (clean)", 3, 3), Check("t1", "conversions", 1, 0)]
+    )
     assert report.agrees is False
     assert report.as_dict()["checks"][1]["agrees"] is False
 
 
 def test_report_disagrees_on_unexpected_answer():
-    report = DemoReport(checks=[Check("t1", "clicks (clean)", 3, 3)], failures=["click: expected 307, got 503"])
+    report = DemoReport(
+        checks=[Check("t1", "clicks (clean)", 3, 3)], failures=["click: expected 307, got 503"]
+    )
     assert report.agrees is False

@@ -48,11 +48,27 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory):
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli.main", "up", "--data-dir", ".tracker",
-         "--port", str(ports["port"]), "--api-port", str(ports["api"]), "--sse-port", str(ports["sse"]),
-         "--json"],
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tracker.cli.main",
+            "up",
+            "--data-dir",
+            ".tracker",
+            "--port",
+            str(ports["port"]),
+            "--api-port",
+            str(ports["api"]),
+            "--sse-port",
+            str(ports["sse"]),
+            "--json",
+        ],
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     blocks = walkthrough_blocks()
 
@@ -65,8 +81,12 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory):
             "tracker urls sign ", f"tracker urls sign --base-url http://127.0.0.1:{ports['port']} "
         )
         result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], cwd=workdir, env=env,
-            capture_output=True, text=True, timeout=60,
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, f"step {index} failed:\n{script}\n{result.stderr}"
         return result.stdout
@@ -112,7 +132,9 @@ def test_readme_has_six_walkthrough_blocks():
 
 def test_readme_walkthrough_steps(walkthrough):
     click = walkthrough(1).strip()
-    assert re.fullmatch(r"307 https://example\.com/landing\?ad_click_id=[0-9a-f-]{36}", click), click
+    assert re.fullmatch(r"307 https://example\.com/landing\?ad_click_id=[0-9a-f-]{36}", click), (
+        click
+    )
 
     postback = json.loads(walkthrough(2))
     assert re.fullmatch(r"[0-9a-f-]{36}", postback["event_id"])

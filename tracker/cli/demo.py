@@ -11,27 +11,52 @@ __all__ = ["demo"]
 
 
 def demo(
-    ingest_url: str = typer.Option("http://127.0.0.1:3030", "--ingest-url", help="Base URL of ingest."),
-    api_url: str = typer.Option("http://127.0.0.1:8787", "--api-url", help="Base URL of the platform API."),
+    ingest_url: str = typer.Option(
+        "http://127.0.0.1:3030", "--ingest-url", help="Base URL of ingest."
+    ),
+    api_url: str = typer.Option(
+        "http://127.0.0.1:8787", "--api-url", help="Base URL of the platform API."
+    ),
     admin_key: str | None = typer.Option(
-        None, "--admin-key", envvar="ADMIN_API_KEY", help="Admin API key; default: read from --data-dir."
+        None,
+        "--admin-key",
+        envvar="ADMIN_API_KEY",
+        help="Admin API key; default: read from --data-dir.",
     ),
     data_dir: Path | None = typer.Option(
-        Path(".tracker"), "--data-dir",
+        Path(".tracker"),
+        "--data-dir",
         help="Data directory of `tracker up`: demo-tenant.json and the registry with filter drop counts.",
     ),
-    journeys: int = typer.Option(300, "--journeys", min=1, max=100_000, help="Number of visitor journeys."),
+    journeys: int = typer.Option(
+        300, "--journeys", min=1, max=100_000, help="Number of visitor journeys."
+    ),
     tenants: int = typer.Option(3, "--tenants", min=1, max=50, help="Number of tenants to create."),
     conversion_rate: float = typer.Option(
-        0.2, "--conversion-rate", min=0.0, max=1.0, help="Share of human journeys that send a postback."
+        0.2,
+        "--conversion-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of human journeys that send a postback.",
     ),
-    bot_share: float = typer.Option(0.15, "--bot-share", min=0.0, max=1.0, help="Share of crawler journeys."),
+    bot_share: float = typer.Option(
+        0.15, "--bot-share", min=0.0, max=1.0, help="Share of crawler journeys."
+    ),
     seed: int = typer.Option(1, "--seed", help="Seed of the traffic plan."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Journeys sent at once."),
-    tier: str | None = typer.Option(None, "--tier", help="Query tier (hot, warm or cold); default: the router's choice."),
-    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds to wait for the platform to catch up."),
+    concurrency: int = typer.Option(
+        8, "--concurrency", min=1, max=256, help="Journeys sent at once."
+    ),
+    tier: str | None = typer.Option(
+        None, "--tier", help="Query tier (hot, warm or cold); default: the router's choice."
+    ),
+    timeout: float = typer.Option(
+        120.0, "--timeout", min=1.0, help="Seconds to wait for the platform to catch up."
+    ),
     settle_seconds: float = typer.Option(
-        20.0, "--settle-seconds", min=1.0, help="Stop waiting when counts stay unchanged this many seconds."
+        20.0,
+        "--settle-seconds",
+        min=1.0,
+        help="Stop waiting when counts stay unchanged this many seconds.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
@@ -51,9 +76,18 @@ def demo(
             raise typer.BadParameter("pass --admin-key or --data-dir", param_hint="--admin-key")
         admin_key = read_admin_key(data_dir)
     options = DemoOptions(
-        ingest_url=ingest_url.rstrip("/"), api_url=api_url.rstrip("/"), admin_key=admin_key,
-        data_dir=data_dir, journeys=journeys, tenants=tenants, conversion_rate=conversion_rate,
-        bot_share=bot_share, seed=seed, concurrency=concurrency, tier=tier, timeout=timeout,
+        ingest_url=ingest_url.rstrip("/"),
+        api_url=api_url.rstrip("/"),
+        admin_key=admin_key,
+        data_dir=data_dir,
+        journeys=journeys,
+        tenants=tenants,
+        conversion_rate=conversion_rate,
+        bot_share=bot_share,
+        seed=seed,
+        concurrency=concurrency,
+        tier=tier,
+        timeout=timeout,
         settle_seconds=settle_seconds,
     )
     report, tally = run_demo(options)

@@ -56,5 +56,7 @@ def load_user_agents() -> UserAgents:
 
     crawlers = [agent for entry in CRAWLER_USER_AGENTS_DATA for agent in entry.get("instances", [])]
     if not browsers or not crawlers:
-        raise TrackerError("user agent data is empty: fake-useragent or crawler-user-agents is broken")
+        raise TrackerError(
+            "user agent data is empty: fake-useragent or crawler-user-agents is broken"
+        )
     return UserAgents(tuple(browsers), tuple(weights), tuple(crawlers))

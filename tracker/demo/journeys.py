@@ -156,7 +156,9 @@ def _expect(response: httpx.Response, status: int, step: str, tally: SentTally) 
     return False
 
 
-def _send_journey(client: httpx.Client, ingest_url: str, journey: Journey, tally: SentTally) -> None:
+def _send_journey(
+    client: httpx.Client, ingest_url: str, journey: Journey, tally: SentTally
+) -> None:
     tenant = journey.tenant
     sig = _core.sign_click(tenant.hmac_secret, journey.destination, key_prefix=tenant.key_prefix)
     params = {"url": journey.destination, "sig": sig, **journey.subs, "click_id": journey.click_id}
@@ -181,7 +183,9 @@ def _send_journey(client: httpx.Client, ingest_url: str, journey: Journey, tally
             tally.failures.append(f"click: redirect has no ad_click_id: {location[:200]}")
         return
 
-    beacon = orjson.dumps({"k": tenant.key_prefix, "t": "pageview", "u": location, "c": ad_click_id})
+    beacon = orjson.dumps(
+        {"k": tenant.key_prefix, "t": "pageview", "u": location, "c": ad_click_id}
+    )
     landing = client.post(
         f"{ingest_url}/t/auto",
         content=beacon,
@@ -195,7 +199,11 @@ def _send_journey(client: httpx.Client, ingest_url: str, journey: Journey, tally
         return
     postback = client.get(
         f"{ingest_url}/p",
-        params={"key_prefix": tenant.key_prefix, "click_id": journey.click_id, "amount": journey.amount},
+        params={
+            "key_prefix": tenant.key_prefix,
+            "click_id": journey.click_id,
+            "amount": journey.amount,
+        },
         headers=headers,
     )
     if _expect(postback, 200, "postback", tally):
@@ -204,7 +212,12 @@ def _send_journey(client: httpx.Client, ingest_url: str, journey: Journey, tally
 
 
 def send_journeys(
-    client: httpx.Client, ingest_url: str, journeys: list[Journey], tally: SentTally, *, concurrency: int
+    client: httpx.Client,
+    ingest_url: str,
+    journeys: list[Journey],
+    tally: SentTally,
+    *,
+    concurrency: int,
 ) -> None:
     """Send every journey, `concurrency` at a time; each journey's requests stay in order."""
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -214,8 +227,15 @@ def send_journeys(
 
 
 def send_bad_links(
-    client: httpx.Client, ingest_url: str, tenants: list[Tenant], agents: UserAgents, *,
-    tampered: int, expired: int, rng: random.Random, tally: SentTally,
+    client: httpx.Client,
+    ingest_url: str,
+    tenants: list[Tenant],
+    agents: UserAgents,
+    *,
+    tampered: int,
+    expired: int,
+    rng: random.Random,
+    tally: SentTally,
 ) -> None:
     """Follow tampered and expired signed links; ingest must reject each with 403 and record nothing."""
     now = int(time.time())

@@ -58,14 +58,21 @@ class DemoReport:
             "tiers": sorted(self.tiers),
             "failures": self.failures,
             "checks": [
-                {"tenant": c.tenant, "name": c.name, "expected": c.expected,
-                 "reported": c.reported, "agrees": c.agrees}
+                {
+                    "tenant": c.tenant,
+                    "name": c.name,
+                    "expected": c.expected,
+                    "reported": c.reported,
+                    "agrees": c.agrees,
+                }
                 for c in self.checks
             ],
         }
 
 
-def _get(client: httpx.Client, api_url: str, path: str, tenant: Tenant, params: dict[str, str]) -> dict:
+def _get(
+    client: httpx.Client, api_url: str, path: str, tenant: Tenant, params: dict[str, str]
+) -> dict:
     response = client.get(
         f"{api_url}{path}", params=params, headers={"Authorization": f"Bearer {tenant.api_key}"}
     )
@@ -77,7 +84,9 @@ def _get(client: httpx.Client, api_url: str, path: str, tenant: Tenant, params: 
     return response.json()
 
 
-def _stats(client: httpx.Client, api_url: str, tenant: Tenant, tier: str | None, **params: str) -> dict:
+def _stats(
+    client: httpx.Client, api_url: str, tenant: Tenant, tier: str | None, **params: str
+) -> dict:
     query = {"hours": QUERY_HOURS, **params}
     if tier:
         query["tier"] = tier
@@ -85,8 +94,14 @@ def _stats(client: httpx.Client, api_url: str, tenant: Tenant, tier: str | None,
 
 
 def wait_for_counts(
-    client: httpx.Client, api_url: str, tenants: list[Tenant], tally: SentTally, *,
-    tier: str | None, timeout: float, settle_seconds: float,
+    client: httpx.Client,
+    api_url: str,
+    tenants: list[Tenant],
+    tally: SentTally,
+    *,
+    tier: str | None,
+    timeout: float,
+    settle_seconds: float,
 ) -> bool:
     """Poll each tenant's stats total until it reaches the clean count the demo expects.
 
@@ -97,9 +112,7 @@ def wait_for_counts(
     last_totals: dict[str, int] = {}
     last_change = time.monotonic()
     while True:
-        totals = {
-            t.key_prefix: int(_stats(client, api_url, t, tier)["total"]) for t in tenants
-        }
+        totals = {t.key_prefix: int(_stats(client, api_url, t, tier)["total"]) for t in tenants}
         expected = {
             t.key_prefix: tally.tenant(t.key_prefix).accepted_events
             - tally.tenant(t.key_prefix).bot_clicks
@@ -112,10 +125,16 @@ def wait_for_counts(
             last_totals = totals
             last_change = now
         elif now - last_change >= settle_seconds and any(totals.values()):
-            log.info("Stats stopped changing before reaching the expected totals.", extra={"totals": totals})
+            log.info(
+                "Stats stopped changing before reaching the expected totals.",
+                extra={"totals": totals},
+            )
             return False
         if now >= deadline:
-            log.info("Timed out waiting for the platform to count the demo traffic.", extra={"totals": totals})
+            log.info(
+                "Timed out waiting for the platform to count the demo traffic.",
+                extra={"totals": totals},
+            )
             return False
         time.sleep(1.0)
 
@@ -140,8 +159,13 @@ def _drop_counts(data_dir: Path, key_prefix: str) -> dict[str, int]:
 
 
 def build_report(
-    client: httpx.Client, api_url: str, tenants: list[Tenant], tally: SentTally, *,
-    tier: str | None, registry_dir: Path | None,
+    client: httpx.Client,
+    api_url: str,
+    tenants: list[Tenant],
+    tally: SentTally,
+    *,
+    tier: str | None,
+    registry_dir: Path | None,
 ) -> DemoReport:
     """Query stats, the sub1 breakdown, the click to postback match and the drops per tenant."""
     report = DemoReport(failures=list(tally.failures))
@@ -166,10 +190,18 @@ def build_report(
 
         by_sub1 = _stats(client, api_url, tenant, tier, group_by="param:sub1", event_type="click")
         reported_sub1 = {row["param:sub1"]: row["count"] for row in by_sub1["rows"]}
-        report.checks += _per_key_checks(prefix, "clicks with sub1=", sent.clicks_by_sub1, reported_sub1)
+        report.checks += _per_key_checks(
+            prefix, "clicks with sub1=", sent.clicks_by_sub1, reported_sub1
+        )
 
-        match_params = {"hours": QUERY_HOURS, "trigger": "click", "result": "postback",
-                        "on": "click_id", "window": "24h", "limit": "0"}
+        match_params = {
+            "hours": QUERY_HOURS,
+            "trigger": "click",
+            "result": "postback",
+            "on": "click_id",
+            "window": "24h",
+            "limit": "0",
+        }
         if tier:
             match_params["tier"] = tier
         summary = _get(client, api_url, "/api/events/match", tenant, match_params)["summary"]
@@ -183,26 +215,35 @@ def build_report(
             drops = _drop_counts(registry_dir, prefix)
             report.checks += [
                 Check(prefix, "bots filtered", sent.bot_clicks, drops.get("bot", 0)),
-                Check(prefix, "other filter drops", 0, sum(v for k, v in drops.items() if k != "bot")),
+                Check(
+                    prefix, "other filter drops", 0, sum(v for k, v in drops.items() if k != "bot")
+                ),
             ]
         else:
             inferred = sent.accepted_events - int(by_type["total"])
             report.checks.append(Check(prefix, "bots filtered", sent.bot_clicks, inferred))
 
-    report.checks += _per_key_checks("*", "bad links answered ", tally.rejects_expected, tally.rejects_seen)
+    report.checks += _per_key_checks(
+        "*", "bad links answered ", tally.rejects_expected, tally.rejects_seen
+    )
     return report
 
 
 def _per_key_checks(tenant: str, label: str, expected: dict, reported: dict) -> list[Check]:
     """Return one check per key of either side, so a key missing on one side shows as 0."""
     keys = sorted(set(expected) | set(reported), key=str)
-    return [Check(tenant, f"{label}{key}", expected.get(key, 0), reported.get(key, 0)) for key in keys]
+    return [
+        Check(tenant, f"{label}{key}", expected.get(key, 0), reported.get(key, 0)) for key in keys
+    ]
 
 
 def render_text(report: DemoReport, tally: SentTally) -> str:
     """Format the report as an aligned table with a verdict on the last line."""
-    lines = [f"Tiers answering: {', '.join(sorted(report.tiers)) or 'none'}",
-             f"Bots filtered counted by: {report.bot_method}", ""]
+    lines = [
+        f"Tiers answering: {', '.join(sorted(report.tiers)) or 'none'}",
+        f"Bots filtered counted by: {report.bot_method}",
+        "",
+    ]
     width = max((len(c.name) for c in report.checks), default=10)
     lines.append(f"{'tenant':<10} {'check':<{width}}  {'sent':>12}  {'platform':>12}  ok")
     for check in report.checks:
@@ -224,4 +265,3 @@ def render_text(report: DemoReport, tally: SentTally) -> str:
             f"{disagreeing} checks disagree and {len(report.failures)} requests got an unexpected answer."
         )
     return "\n".join(lines)
-

@@ -45,7 +45,9 @@ def read_admin_key(data_dir: Path) -> str:
     try:
         return json.loads(path.read_text(encoding="utf-8"))["admin_api_key"]
     except FileNotFoundError:
-        raise TrackerError(f"{path} not found: start `tracker up --data-dir {data_dir}` or pass --admin-key") from None
+        raise TrackerError(
+            f"{path} not found: start `tracker up --data-dir {data_dir}` or pass --admin-key"
+        ) from None
     except (ValueError, KeyError, TypeError):
         raise TrackerError(f"{path} has no admin_api_key: pass --admin-key") from None
 
@@ -54,8 +56,10 @@ def _check_reachable(client: httpx.Client, url: str, path: str, what: str) -> No
     try:
         client.get(f"{url}{path}")
     except httpx.HTTPError as error:
-        raise TrackerError(f"{what} at {url} is unreachable ({type(error).__name__}: {error}); "
-                           f"check the URL and that the platform is running") from None
+        raise TrackerError(
+            f"{what} at {url} is unreachable ({type(error).__name__}: {error}); "
+            f"check the URL and that the platform is running"
+        ) from None
 
 
 def _create_tenants(client: httpx.Client, options: DemoOptions) -> list[Tenant]:
@@ -73,12 +77,18 @@ def _create_tenants(client: httpx.Client, options: DemoOptions) -> list[Tenant]:
             )
         body = response.json()
         tenants.append(
-            Tenant(body["tenant"]["key_prefix"], bytes.fromhex(body["hmac_secret_hex"]), body["api_key"])
+            Tenant(
+                body["tenant"]["key_prefix"],
+                bytes.fromhex(body["hmac_secret_hex"]),
+                body["api_key"],
+            )
         )
     return tenants
 
 
-def _wait_until_ingest_knows(client: httpx.Client, options: DemoOptions, tenants: list[Tenant]) -> None:
+def _wait_until_ingest_knows(
+    client: httpx.Client, options: DemoOptions, tenants: list[Tenant]
+) -> None:
     """Wait until ingest has loaded the new tenants from the registry.
 
     A link with a wrong signature records no event: ingest answers `unknown_tenant` until it
@@ -94,7 +104,11 @@ def _wait_until_ingest_knows(client: httpx.Client, options: DemoOptions, tenants
                 f"{options.ingest_url}/t",
                 params={"url": "https://example.com/", "sig": f"{tenant.key_prefix}_{bad_sig}"},
             )
-            code = response.json().get("error", {}).get("code") if response.status_code == 403 else None
+            code = (
+                response.json().get("error", {}).get("code")
+                if response.status_code == 403
+                else None
+            )
             streak = streak + 1 if code == "invalid_signature" else 0
             if time.monotonic() > deadline:
                 raise TrackerError(
@@ -117,23 +131,43 @@ def run_demo(options: DemoOptions) -> tuple[DemoReport, SentTally]:
         _wait_until_ingest_knows(client, options, tenants)
 
         journeys = plan_journeys(
-            tenants, agents, count=options.journeys, conversion_rate=options.conversion_rate,
-            bot_share=options.bot_share, rng=rng,
+            tenants,
+            agents,
+            count=options.journeys,
+            conversion_rate=options.conversion_rate,
+            bot_share=options.bot_share,
+            rng=rng,
         )
         for tenant in tenants:
             tally.tenant(tenant.key_prefix)
         send_journeys(client, options.ingest_url, journeys, tally, concurrency=options.concurrency)
         bad_links = max(1, options.journeys // 20)
         send_bad_links(
-            client, options.ingest_url, tenants, agents, tampered=bad_links, expired=bad_links,
-            rng=rng, tally=tally,
+            client,
+            options.ingest_url,
+            tenants,
+            agents,
+            tampered=bad_links,
+            expired=bad_links,
+            rng=rng,
+            tally=tally,
         )
 
         wait_for_counts(
-            client, options.api_url, tenants, tally, tier=options.tier,
-            timeout=options.timeout, settle_seconds=options.settle_seconds,
+            client,
+            options.api_url,
+            tenants,
+            tally,
+            tier=options.tier,
+            timeout=options.timeout,
+            settle_seconds=options.settle_seconds,
         )
         report = build_report(
-            client, options.api_url, tenants, tally, tier=options.tier, registry_dir=options.data_dir
+            client,
+            options.api_url,
+            tenants,
+            tally,
+            tier=options.tier,
+            registry_dir=options.data_dir,
         )
     return report, tally
