@@ -328,6 +328,9 @@ class IggyBroker(Broker):
                 if topic == TOPIC_GROUP_MEMBERS
                 else None
             )
+            # NOTE: the SDK sends durability as the topic option key "durability". The Iggy
+            # server at apache/iggy commit cc269ef70 (August 2026) knows only "enforce_fsync"
+            # and rejects this request with UnsupportedOptionKey.
             await self._call(
                 client.create_topic(
                     self.stream,
