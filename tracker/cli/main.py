@@ -38,6 +38,10 @@ from tracker.cli.keys import keys_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
 
+from tracker.cli.mcp import mcp  # noqa: E402
+
+app.command("mcp")(mcp)
+
 from tracker.cli.replay import replay  # noqa: E402
 
 app.command("replay")(replay)
