@@ -234,15 +234,19 @@ class ConsumerRuntime:
                 "Consumer started.",
                 extra={"consumer": self.group, "topic": self.topic, "member": self.settings.member},
             )
+            # An idle consumer doubles its wait between polls up to the maximum, so many
+            # idle processes on one machine cost little CPU; any message resets it.
+            idle_sleep = self.settings.idle_sleep_seconds
             while not self._stopping.is_set():
                 if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
                     await self._heartbeat()
                 handled = await self.run_once()
-                if handled == 0 and not self._stopping.is_set():
+                if handled:
+                    idle_sleep = self.settings.idle_sleep_seconds
+                elif not self._stopping.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._stopping.wait(), self.settings.idle_sleep_seconds
-                        )
+                        await asyncio.wait_for(self._stopping.wait(), idle_sleep)
+                    idle_sleep = min(idle_sleep * 2, self.settings.idle_max_sleep_seconds)
         finally:
             with contextlib.suppress(Exception):
                 await self.broker.leave_group(self.topic, self.group, self.settings.member)

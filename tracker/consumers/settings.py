@@ -24,6 +24,7 @@ class ConsumerSettings:
     member: str
     poll_messages: int
     idle_sleep_seconds: float
+    idle_max_sleep_seconds: float
     heartbeat_seconds: float
     retry_base_seconds: float
     retry_max_seconds: float
@@ -36,6 +37,7 @@ class ConsumerSettings:
         data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
         default_member = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         retry_base_ms = env.int("CONSUMER_RETRY_BASE_MS", 100, minimum=1)
+        idle_ms = env.int("CONSUMER_IDLE_SLEEP_MS", 50, minimum=1)
         retry_max_ms = env.int("CONSUMER_RETRY_MAX_MS", 30_000, minimum=retry_base_ms)
         return cls(
             data_dir=data_dir,
@@ -46,7 +48,8 @@ class ConsumerSettings:
             # Messages are record batches of up to 10,000 events each, so this bounds
             # the events held in memory per partition at once.
             poll_messages=env.int("CONSUMER_POLL_MESSAGES", 16, minimum=1, maximum=1000),
-            idle_sleep_seconds=env.int("CONSUMER_IDLE_SLEEP_MS", 50, minimum=1) / 1000,
+            idle_sleep_seconds=idle_ms / 1000,
+            idle_max_sleep_seconds=env.int("CONSUMER_IDLE_MAX_SLEEP_MS", 250, minimum=idle_ms) / 1000,
             heartbeat_seconds=env.float("CONSUMER_HEARTBEAT_SECONDS", 1.0, minimum=0.05),
             retry_base_seconds=retry_base_ms / 1000,
             retry_max_seconds=retry_max_ms / 1000,
