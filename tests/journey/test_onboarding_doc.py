@@ -41,7 +41,8 @@ PLACEHOLDER_HOST = "http://127.0.0.1:3030"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 BLOCK_TIMEOUT_S = 150.0
-RETRY_TIMEOUT_S = 90.0
+# Covers the start-up of `tracker api` and the consumers, which takes minutes on a loaded machine.
+RETRY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 # The guide leaves BROKER_PARTITIONS at its default.
 DEFAULT_PARTITIONS = 24
