@@ -53,7 +53,7 @@ TOPIC_GROUP_MEMBERS = "group-members"
 _PLATFORM_TOPICS = (TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED, TOPIC_DEAD_LETTERS)
 
 # Command codes and wire constants of the Iggy binary protocol (core/binary_protocol
-# in apache/iggy, server 0.9.0).
+# in apache/iggy at commit cc269ef70).
 _GET_CONSUMER_OFFSET = 120
 _STORE_CONSUMER_OFFSET = 121
 _CONSUMER_KIND_SINGLE = 1
@@ -89,11 +89,30 @@ class IggyBroker(Broker):
         self.partitions = settings.partitions
         self.stream = settings.iggy_stream
         self._client: Any = None
+        # Set when a call found the server unreachable. In the Iggy SDK source of August
+        # 2026, a TCP client that lost the server stays disconnected, so the next call
+        # opens a new client.
+        self._reconnect_needed = False
+        self._reconnect_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
         self._reader_id = f"reader-{uuid.uuid4().hex[:12]}"
 
     async def connect(self) -> None:
         """Connect, log in, and create the stream, topics and partitions if missing."""
+        client = await self._open_client()
+        self._client = client
+        self._reconnect_needed = False
+        if await self._call(client.get_stream(self.stream), "get stream") is None:
+            await self._call(client.create_stream(self.stream), "create stream")
+        for topic in (*_PLATFORM_TOPICS, TOPIC_GROUP_MEMBERS):
+            await self._ensure_topic(topic)
+        logger.info(
+            "Connected to Iggy.",
+            extra={"stream": self.stream, "partitions": self.partitions},
+        )
+
+    async def _open_client(self) -> Any:
+        """Create an SDK client, connect and log in; raise BrokerUnavailable if that fails."""
         settings = self.settings
         config = iggy.TcpConfig(
             server_address=settings.iggy_url,
@@ -107,19 +126,12 @@ class IggyBroker(Broker):
         )
         client = iggy.IggyClient(config)
         await self._call(client.connect(), "connect")
-        self._client = client
-        if await self._call(client.get_stream(self.stream), "get stream") is None:
-            await self._call(client.create_stream(self.stream), "create stream")
-        for topic in (*_PLATFORM_TOPICS, TOPIC_GROUP_MEMBERS):
-            await self._ensure_topic(topic)
-        logger.info(
-            "Connected to Iggy.",
-            extra={"stream": self.stream, "partitions": self.partitions},
-        )
+        return client
 
     async def close(self) -> None:
         """Drop the client; the SDK closes its connection when the client is released."""
         self._client = None
+        self._reconnect_needed = False
         self._known_topics.clear()
 
     async def healthy(self) -> bool:
@@ -127,7 +139,8 @@ class IggyBroker(Broker):
         if self._client is None:
             return False
         try:
-            await self._call(self._client.ping(), "ping")
+            client = await self._connected()
+            await self._call(client.ping(), "ping")
         except BrokerError:
             return False
         return True
@@ -142,7 +155,7 @@ class IggyBroker(Broker):
         except (TypeError, ValueError) as error:
             # The SDK rejects empty payloads itself, before anything is sent.
             raise BrokerError(f"Iggy rejected a payload: {error}") from error
-        client = self._connected()
+        client = await self._connected()
         await self._ensure_topic(topic)
         await self._call(
             client.send_messages(
@@ -196,7 +209,7 @@ class IggyBroker(Broker):
             )
         request = _consumer_request(group, self.stream, topic, partition)
         request += struct.pack("<QB", offset, _ACK_QUORUM)
-        client = self._connected()
+        client = await self._connected()
         await self._call(
             client.send_binary_request(_STORE_CONSUMER_OFFSET, request), "store consumer offset"
         )
@@ -204,7 +217,7 @@ class IggyBroker(Broker):
     async def committed(self, topic: str, group: str, partition: int) -> int | None:
         """Return the group's offset stored on the server, or None before its first commit."""
         self._check_partition(partition)
-        client = self._connected()
+        client = await self._connected()
         await self._ensure_topic(topic)
         request = _consumer_request(group, self.stream, topic, partition)
         response = await self._call(
@@ -223,7 +236,7 @@ class IggyBroker(Broker):
     async def end_offset(self, topic: str, partition: int) -> int | None:
         """Return the current offset of the partition, or None while it is empty."""
         self._check_partition(partition)
-        client = self._connected()
+        client = await self._connected()
         details = await self._call(client.get_topic(self.stream, topic), "get topic")
         if details is None:
             return None
@@ -272,7 +285,7 @@ class IggyBroker(Broker):
     async def _send_membership(self, topic: str, group: str, member: str, action: str) -> None:
         if not 0 < len(member) <= 200:
             raise BrokerError("invalid member id: expected 1 to 200 characters")
-        client = self._connected()
+        client = await self._connected()
         record = orjson.dumps({"topic": topic, "group": group, "member": member, "action": action})
         await self._call(
             client.send_messages(
@@ -296,7 +309,7 @@ class IggyBroker(Broker):
         self._check_partition(partition)
         if max_messages <= 0:
             return []
-        client = self._connected()
+        client = await self._connected()
         await self._ensure_topic(topic)
         received = await self._call(
             client.poll_messages(
@@ -319,7 +332,7 @@ class IggyBroker(Broker):
     async def _ensure_topic(self, topic: str) -> None:
         if topic in self._known_topics:
             return
-        client = self._connected()
+        client = await self._connected()
         details = await self._call(client.get_topic(self.stream, topic), "get topic")
         partitions = 1 if topic == TOPIC_GROUP_MEMBERS else self.partitions
         if details is None:
@@ -348,9 +361,16 @@ class IggyBroker(Broker):
             )
         self._known_topics.add(topic)
 
-    def _connected(self) -> Any:
+    async def _connected(self) -> Any:
+        """Return the SDK client, replacing it first if the last call lost the server."""
         if self._client is None:
             raise BrokerUnavailable("not connected to Iggy; call connect() first")
+        if self._reconnect_needed:
+            async with self._reconnect_lock:
+                if self._reconnect_needed:
+                    self._client = await self._open_client()
+                    self._reconnect_needed = False
+                    logger.info("Reconnected to Iggy.", extra={"stream": self.stream})
         return self._client
 
     def _check_partition(self, partition: int) -> None:
@@ -362,12 +382,16 @@ class IggyBroker(Broker):
         try:
             return await asyncio.wait_for(awaitable, self.settings.iggy_timeout_seconds)
         except TimeoutError as error:
+            self._reconnect_needed = True
             raise BrokerUnavailable(
                 f"Iggy at {self.settings.iggy_url} did not respond to {action} within"
                 f" {self.settings.iggy_timeout_seconds} s"
             ) from error
         except (RuntimeError, OSError) as error:
-            raise translate_error(error, action, self.settings.iggy_url) from error
+            translated = translate_error(error, action, self.settings.iggy_url)
+            if isinstance(translated, BrokerUnavailable):
+                self._reconnect_needed = True
+            raise translated from error
 
 
 def _encode_name(name: str) -> bytes:
