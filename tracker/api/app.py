@@ -147,6 +147,7 @@ def _make_handler(route: Route, services: Services, robyn: Any) -> Any:
 def build_app(services: Services, routes: list[Route] | None = None) -> Any:
     """Return a Robyn app serving every route plus /api/openapi.json."""
     from tracker.api.openapi import openapi_route
+    from tracker.api.routes import dashboard
 
     robyn, config = _import_robyn()
     table = list(routes if routes is not None else all_routes())
@@ -154,4 +155,5 @@ def build_app(services: Services, routes: list[Route] | None = None) -> Any:
     app = robyn.Robyn(__file__, config=config)
     for route in table:
         app.add_route(route.method, route.robyn_path, _make_handler(route, services, robyn))
+    dashboard.register(app, robyn)
     return app

@@ -94,6 +94,8 @@ def up(
         }
     )
     env.setdefault("LOG_FORMAT", "json")
+    # The dashboard served by the API opens EventSource streams on the SSE port.
+    env.setdefault("SSE_ALLOWED_ORIGINS", f"http://{host}:{api_port}")
 
     if demo_tenant:
         welcome = ensure_demo_tenant(data_dir, env)
