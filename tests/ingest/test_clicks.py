@@ -288,3 +288,17 @@ def test_click_without_url_or_d(ingest):
     reply = ingest.get("/t?sub=1")
     assert reply.status == 400
     assert reply.json()["error"]["code"] == "missing_param"
+
+
+@pytest.mark.parametrize(
+    "exp",
+    ["9223372036854775808", "9999999999999999999", "18446744073709551616", "-5", "1e9", "²", "12a"],
+)
+def test_malformed_expiry_is_rejected(ingest, exp):
+    destination = "https://shop.example/x"
+    sig = sign_click(ingest.secrets["acme"], destination, key_prefix="acme")
+
+    reply = ingest.get(f"/t?url={q(destination)}&sig={sig}&exp={q(exp)}")
+
+    assert reply.status == 400
+    assert reply.json()["error"]["field"] == "exp"

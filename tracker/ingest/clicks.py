@@ -174,9 +174,13 @@ def _check_destination(text: str) -> Destination:
 def _read_expiry(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 19 or int(text) >= 2**64:
+    # isascii() first: str.isdigit() also accepts digits such as "²" that int() rejects.
+    # The extension takes expiries as signed 64-bit integers, hence the bound.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
         raise IngestError(
-            "invalid_param", "exp must be Unix seconds as a non-negative integer", "exp"
+            "invalid_param",
+            "exp must be Unix seconds as a non-negative integer below 2^63",
+            "exp",
         )
     return int(text)
 
