@@ -95,16 +95,14 @@ def parse_beacon(body: bytes) -> BeaconEvent:
 
 
 def load_beacon_script(path: Path | None = None) -> BeaconScript | None:
-    """Read `t.js` from BEACON_JS_PATH or the repository's `beacon/t.js`; None if missing."""
-    # NOTE: the wheel does not ship beacon/t.js, so an install outside the source tree
-    # serves /t.js only when BEACON_JS_PATH points at the file.
+    """Read `t.js` from BEACON_JS_PATH or the packaged copy; None if missing.
+
+    `static/t.js` is a symbolic link to the repository's `beacon/t.js`; building the
+    wheel stores the file itself, so installed packages serve the same bytes.
+    """
     if path is None:
         configured = os.environ.get(BEACON_PATH_ENV)
-        path = (
-            Path(configured)
-            if configured
-            else Path(__file__).resolve().parents[2] / "beacon" / "t.js"
-        )
+        path = Path(configured) if configured else Path(__file__).parent / "static" / "t.js"
     try:
         body = path.read_bytes()
     except OSError:
