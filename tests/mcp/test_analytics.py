@@ -1,4 +1,4 @@
-"""Analytics tools return the same numbers as the API answers directly."""
+"""Analytics tools return the same numbers as the API returns directly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 
 from tests.mcp.conftest import result_json, wait_until
 
-BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"}
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+}
 CLICKS = 3
 
 
@@ -24,20 +26,28 @@ def journeys(mcp_stdio, platform) -> int:
         built = result_json(
             mcp_stdio.call(
                 "build_signed_click_url",
-                {"destination": "https://example.com/a", "params": {"campaign": "mcp", "click_id": click_id}},
+                {
+                    "destination": "https://example.com/a",
+                    "params": {"campaign": "mcp", "click_id": click_id},
+                },
             )
         )
         click = httpx.get(built["url"], headers=BROWSER)
         assert click.status_code == 307
         if index < 2:
             postback = result_json(
-                mcp_stdio.call("build_postback_url", {"params": {"event_type": "postback", "click_id": click_id}})
+                mcp_stdio.call(
+                    "build_postback_url",
+                    {"params": {"event_type": "postback", "click_id": click_id}},
+                )
             )
             assert httpx.get(postback["url"], headers=BROWSER).status_code == 200
 
     def counted() -> bool:
         match = platform.api(
-            "GET", "/api/events/match", params={"trigger": "click", "result": "postback", "on": "click_id", "hours": "2"}
+            "GET",
+            "/api/events/match",
+            params={"trigger": "click", "result": "postback", "on": "click_id", "hours": "2"},
         ).json()
         return match["summary"]["matched"] >= 2
 
@@ -60,10 +70,14 @@ def test_stats_match_api(mcp_stdio, platform, journeys):
 
 def test_stats_filter_by_param(mcp_stdio, platform, journeys):
     stats = result_json(
-        mcp_stdio.call("get_event_stats", {"params": {"campaign": "mcp"}, "event_types": ["click"], "hours": 2})
+        mcp_stdio.call(
+            "get_event_stats", {"params": {"campaign": "mcp"}, "event_types": ["click"], "hours": 2}
+        )
     )
     from_api = platform.api(
-        "GET", "/api/events/stats", params={"param.campaign": "mcp", "event_type": "click", "hours": "2"}
+        "GET",
+        "/api/events/stats",
+        params={"param.campaign": "mcp", "event_type": "click", "hours": "2"},
     ).json()
 
     assert stats["total"] == from_api["total"]
@@ -71,16 +85,23 @@ def test_stats_filter_by_param(mcp_stdio, platform, journeys):
 
 
 def test_search_events_pages_like_api(mcp_stdio, platform, journeys):
-    first = result_json(mcp_stdio.call("search_events", {"event_types": ["click"], "hours": 2, "limit": 2}))
+    first = result_json(
+        mcp_stdio.call("search_events", {"event_types": ["click"], "hours": 2, "limit": 2})
+    )
     from_api = platform.api(
         "GET", "/api/events", params={"event_type": "click", "hours": "2", "limit": "2"}
     ).json()
-    assert [event["event_id"] for event in first["events"]] == [event["event_id"] for event in from_api["events"]]
+    assert [event["event_id"] for event in first["events"]] == [
+        event["event_id"] for event in from_api["events"]
+    ]
     assert first["tier"] == from_api["tier"]
     assert first["next_cursor"]
 
     second = result_json(
-        mcp_stdio.call("search_events", {"event_types": ["click"], "hours": 2, "limit": 2, "cursor": first["next_cursor"]})
+        mcp_stdio.call(
+            "search_events",
+            {"event_types": ["click"], "hours": 2, "limit": 2, "cursor": first["next_cursor"]},
+        )
     )
     first_ids = {event["event_id"] for event in first["events"]}
     assert second["events"]
@@ -89,12 +110,21 @@ def test_search_events_pages_like_api(mcp_stdio, platform, journeys):
 
 def test_match_rate_matches_api(mcp_stdio, platform, journeys):
     matched = result_json(
-        mcp_stdio.call("match_events", {"result": "postback", "on": "click_id", "hours": 2, "window": "30m"})
+        mcp_stdio.call(
+            "match_events", {"result": "postback", "on": "click_id", "hours": 2, "window": "30m"}
+        )
     )
     from_api = platform.api(
         "GET",
         "/api/events/match",
-        params={"trigger": "click", "result": "postback", "on": "click_id", "hours": "2", "window": "30m", "limit": "20"},
+        params={
+            "trigger": "click",
+            "result": "postback",
+            "on": "click_id",
+            "hours": "2",
+            "window": "30m",
+            "limit": "20",
+        },
     ).json()
 
     assert matched["summary"] == from_api["summary"]
@@ -107,6 +137,8 @@ def test_recent_events_are_newest_page(mcp_stdio, platform, journeys):
     recent = result_json(mcp_stdio.call("get_recent_events", {"limit": 3}))
     from_api = platform.api("GET", "/api/events", params={"hours": "1", "limit": "3"}).json()
 
-    assert [event["event_id"] for event in recent["events"]] == [event["event_id"] for event in from_api["events"]]
+    assert [event["event_id"] for event in recent["events"]] == [
+        event["event_id"] for event in from_api["events"]
+    ]
     assert len(recent["events"]) == 3
     assert recent["tier"] == from_api["tier"]

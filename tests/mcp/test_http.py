@@ -28,7 +28,12 @@ def mcp_http_url(platform):
     """Start `tracker mcp --http` without a configured key, so every call must bring its own."""
     port = free_port()
     env = {**os.environ, **platform.mcp_env()}
-    for name in ("TRACKER_API_KEY", "TRACKER_HMAC_SECRET", "TRACKER_AES_KEY", "TRACKER_ADMIN_API_KEY"):
+    for name in (
+        "TRACKER_API_KEY",
+        "TRACKER_HMAC_SECRET",
+        "TRACKER_AES_KEY",
+        "TRACKER_ADMIN_API_KEY",
+    ):
         env.pop(name)
     process = subprocess.Popen(
         [sys.executable, "-m", "tracker.cli.main", "mcp", "--http", "--port", str(port)],
@@ -38,7 +43,11 @@ def mcp_http_url(platform):
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: process.poll() is not None or _listening(port), 120, "tracker mcp --http to listen")
+        wait_until(
+            lambda: process.poll() is not None or _listening(port),
+            120,
+            "tracker mcp --http to listen",
+        )
         assert process.poll() is None, "tracker mcp --http exited"
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
@@ -53,9 +62,11 @@ def mcp_http_url(platform):
 def _session(url: str, headers: dict[str, str]) -> McpSession:
     @asynccontextmanager
     async def connect():
-        async with create_mcp_http_client(headers=headers) as http:
-            async with Client(streamable_http_client(url, http_client=http)) as client:
-                yield client
+        async with (
+            create_mcp_http_client(headers=headers) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            yield client
 
     return McpSession(connect)
 
@@ -67,7 +78,9 @@ def test_http_uses_bearer_key(mcp_http_url, platform):
 
     assert len(tools) == 26
     from_api = platform.api("GET", "/api/tracking-urls").json()["tracking_urls"]
-    assert [link["tu_id"] for link in listed["tracking_urls"]] == [link["tu_id"] for link in from_api]
+    assert [link["tu_id"] for link in listed["tracking_urls"]] == [
+        link["tu_id"] for link in from_api
+    ]
 
 
 def test_http_without_key_is_rejected(mcp_http_url):
@@ -78,7 +91,9 @@ def test_http_without_key_is_rejected(mcp_http_url):
 
 
 def test_http_bad_bearer_gets_api_reason(mcp_http_url):
-    with _session(mcp_http_url, {"Authorization": "Bearer trk_000000000000_" + "A" * 43}) as session:
+    with _session(
+        mcp_http_url, {"Authorization": "Bearer trk_000000000000_" + "A" * 43}
+    ) as session:
         unknown = error_json(session.call("list_webhooks"))
     with _session(mcp_http_url, {"Authorization": "Basic dXNlcjpwYXNz"}) as session:
         malformed = error_json(session.call("list_webhooks"))
@@ -88,13 +103,18 @@ def test_http_bad_bearer_gets_api_reason(mcp_http_url):
 
 
 def test_http_signs_through_api_or_names_secret(mcp_http_url, platform):
-    """Without local secrets the server asks POST /api/tracking-urls/sign, when the API has it."""
-    has_sign_route = "/api/tracking-urls/sign" in platform.api("GET", "/api/openapi.json").json()["paths"]
+    """Without local secrets the server calls POST /api/tracking-urls/sign, when the API has it."""
+    has_sign_route = (
+        "/api/tracking-urls/sign" in platform.api("GET", "/api/openapi.json").json()["paths"]
+    )
 
     with _session(mcp_http_url, {"Authorization": f"Bearer {platform.api_key}"}) as session:
         result = session.call("build_signed_click_url", {"destination": "https://example.com/h"})
         hidden = error_json(
-            session.call("build_encrypted_click_url", {"destination": "https://example.com/h", "hidden_params": {"a": "1"}})
+            session.call(
+                "build_encrypted_click_url",
+                {"destination": "https://example.com/h", "hidden_params": {"a": "1"}},
+            )
         )
 
     assert hidden["code"] == "secret_not_configured"

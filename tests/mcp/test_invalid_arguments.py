@@ -1,4 +1,4 @@
-"""Every tool answers bad arguments, bad keys and a dead API with a tool error, never a crash."""
+"""Every tool reports bad arguments, bad keys and a dead API as a tool error, never a crash."""
 
 from __future__ import annotations
 

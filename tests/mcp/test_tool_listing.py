@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 EXPECTED_TOOLS = {
     "build_encrypted_click_url",
     "build_impression_url",
@@ -50,7 +49,9 @@ def test_every_argument_is_documented(mcp_stdio):
         for name, schema in tool.input_schema.get("properties", {}).items():
             assert schema.get("description"), f"{tool.name}.{name} has no description"
             if schema.get("type") != "boolean" and "enum" not in schema:
-                assert schema.get("examples") or name == "cursor", f"{tool.name}.{name} has no examples"
+                assert schema.get("examples") or name == "cursor", (
+                    f"{tool.name}.{name} has no examples"
+                )
             checked += 1
     assert checked > 50
 

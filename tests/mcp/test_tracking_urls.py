@@ -8,13 +8,13 @@ from tests.mcp.conftest import error_json, result_json, wait_until
 
 DESTINATION = "https://example.com/landing"
 # The event filter drops clicks from non-browser user agents such as httpx's own.
-BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"}
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+}
 
 
 def _create(mcp_stdio, **extra) -> dict:
-    return result_json(
-        mcp_stdio.call("create_tracking_url", {"destination": DESTINATION, **extra})
-    )
+    return result_json(mcp_stdio.call("create_tracking_url", {"destination": DESTINATION, **extra}))
 
 
 def test_create_and_get_match_api(mcp_stdio, platform):
@@ -35,7 +35,9 @@ def test_list_matches_api(mcp_stdio, platform):
 
     listed = result_json(mcp_stdio.call("list_tracking_urls"))
     from_api = platform.api("GET", "/api/tracking-urls").json()["tracking_urls"]
-    assert [link["tu_id"] for link in listed["tracking_urls"]] == [link["tu_id"] for link in from_api]
+    assert [link["tu_id"] for link in listed["tracking_urls"]] == [
+        link["tu_id"] for link in from_api
+    ]
     assert listed["count"] == len(from_api)
 
 
@@ -57,7 +59,9 @@ def test_rotate_needs_confirm(mcp_stdio, platform):
         )
     )
     assert rotated["destination"] == new_destination
-    assert platform.api("GET", f"/api/tracking-urls/{tu_id}").json()["destination"] == new_destination
+    assert (
+        platform.api("GET", f"/api/tracking-urls/{tu_id}").json()["destination"] == new_destination
+    )
 
 
 def test_disable_and_enable_change_redirect(mcp_stdio, platform):
@@ -68,7 +72,9 @@ def test_disable_and_enable_change_redirect(mcp_stdio, platform):
     assert refused["code"] == "confirmation_required"
     assert platform.api("GET", f"/api/tracking-urls/{tu_id}").json()["status"] == "active"
 
-    disabled = result_json(mcp_stdio.call("disable_tracking_url", {"tu_id": tu_id, "confirm": True}))
+    disabled = result_json(
+        mcp_stdio.call("disable_tracking_url", {"tu_id": tu_id, "confirm": True})
+    )
     assert disabled["status"] == "disabled"
     assert platform.api("GET", f"/api/tracking-urls/{tu_id}").json()["status"] == "disabled"
     wait_until(lambda: httpx.get(short_url).status_code == 410, 30, "the link to answer 410")
@@ -82,7 +88,9 @@ def test_link_stats_match_api(mcp_stdio, platform):
     tu_id = _create(mcp_stdio)["tu_id"]
     short_url = f"{platform.ingest_url}/t/{tu_id}"
     wait_until(
-        lambda: httpx.get(short_url, headers=BROWSER).status_code == 307, 30, "the new link to redirect"
+        lambda: httpx.get(short_url, headers=BROWSER).status_code == 307,
+        30,
+        "the new link to redirect",
     )
     httpx.get(short_url, headers=BROWSER)
 
@@ -102,7 +110,12 @@ def test_link_stats_match_api(mcp_stdio, platform):
 
 
 def test_unknown_link_is_not_found(mcp_stdio):
-    for tool in ("get_tracking_url", "get_tracking_url_stats", "enable_tracking_url", "build_short_url"):
+    for tool in (
+        "get_tracking_url",
+        "get_tracking_url_stats",
+        "enable_tracking_url",
+        "build_short_url",
+    ):
         error = error_json(mcp_stdio.call(tool, {"tu_id": "no_such_link"}))
         assert error["code"] == "not_found", tool
         assert error["status"] == 404, tool

@@ -7,7 +7,9 @@ import httpx
 from tests.mcp.conftest import error_json, result_json, wait_until
 
 DESTINATION = "https://example.com/offer?id=7"
-BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"}
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+}
 
 
 def _location(url: str) -> httpx.URL:
@@ -20,7 +22,12 @@ def test_signed_click_url_redirects(mcp_stdio):
     built = result_json(
         mcp_stdio.call(
             "build_signed_click_url",
-            {"destination": DESTINATION, "params": {"offer_id": "7", "sub1": "fb"}, "signed_params": ["offer_id"], "expires_in": 3600},
+            {
+                "destination": DESTINATION,
+                "params": {"offer_id": "7", "sub1": "fb"},
+                "signed_params": ["offer_id"],
+                "expires_in": 3600,
+            },
         )
     )
     assert built["source"] == "local"
@@ -35,7 +42,11 @@ def test_signed_param_cannot_change(mcp_stdio):
     built = result_json(
         mcp_stdio.call(
             "build_signed_click_url",
-            {"destination": DESTINATION, "params": {"offer_id": "7"}, "signed_params": ["offer_id"]},
+            {
+                "destination": DESTINATION,
+                "params": {"offer_id": "7"},
+                "signed_params": ["offer_id"],
+            },
         )
     )
     tampered = built["url"].replace("offer_id=7", "offer_id=8")
@@ -48,7 +59,11 @@ def test_encrypted_click_url_redirects(mcp_stdio):
     built = result_json(
         mcp_stdio.call(
             "build_encrypted_click_url",
-            {"destination": DESTINATION, "hidden_params": {"offer_id": "7"}, "params": {"sub1": "x"}},
+            {
+                "destination": DESTINATION,
+                "hidden_params": {"offer_id": "7"},
+                "params": {"sub1": "x"},
+            },
         )
     )
     assert "example.com" not in built["url"]
@@ -59,7 +74,10 @@ def test_encrypted_click_url_redirects(mcp_stdio):
 
 def test_postback_and_impression_urls_record(mcp_stdio, platform):
     postback = result_json(
-        mcp_stdio.call("build_postback_url", {"params": {"event_type": "mcp_postback", "click_id": "c1"}, "sign": True})
+        mcp_stdio.call(
+            "build_postback_url",
+            {"params": {"event_type": "mcp_postback", "click_id": "c1"}, "sign": True},
+        )
     )
     impression = result_json(mcp_stdio.call("build_impression_url", {"params": {"creative": "b1"}}))
 
@@ -71,7 +89,9 @@ def test_postback_and_impression_urls_record(mcp_stdio, platform):
     assert pixel.headers["content-type"] == "image/gif"
 
     def found() -> bool:
-        events = platform.api("GET", "/api/events", params={"hours": "2", "param.click_id": "c1"}).json()
+        events = platform.api(
+            "GET", "/api/events", params={"hours": "2", "param.click_id": "c1"}
+        ).json()
         return any(event["event_id"] == event_id for event in events["events"])
 
     wait_until(found, 60, "the postback to reach the events API")
@@ -81,17 +101,27 @@ def test_signed_postback_rejects_edit(mcp_stdio):
     built = result_json(
         mcp_stdio.call(
             "build_postback_url",
-            {"params": {"click_id": "c2", "amount": "10"}, "sign": True, "signed_params": ["amount"]},
+            {
+                "params": {"click_id": "c2", "amount": "10"},
+                "sign": True,
+                "signed_params": ["amount"],
+            },
         )
     )
 
     assert httpx.get(built["url"], headers=BROWSER).status_code == 200
-    assert httpx.get(built["url"].replace("amount=10", "amount=99"), headers=BROWSER).status_code in (400, 403)
+    assert httpx.get(
+        built["url"].replace("amount=10", "amount=99"), headers=BROWSER
+    ).status_code in (400, 403)
 
 
 def test_short_url_adds_params(mcp_stdio):
-    link = result_json(mcp_stdio.call("create_tracking_url", {"destination": "https://example.com/s"}))
-    built = result_json(mcp_stdio.call("build_short_url", {"tu_id": link["tu_id"], "params": {"sub1": "a b"}}))
+    link = result_json(
+        mcp_stdio.call("create_tracking_url", {"destination": "https://example.com/s"})
+    )
+    built = result_json(
+        mcp_stdio.call("build_short_url", {"tu_id": link["tu_id"], "params": {"sub1": "a b"}})
+    )
     assert built["url"] == f"{link['short_url']}?sub1=a%20b"
 
     wait_until(lambda: httpx.get(built["url"]).status_code == 307, 30, "the short link to redirect")
@@ -99,9 +129,21 @@ def test_short_url_adds_params(mcp_stdio):
 
 def test_builders_reject_bad_params(mcp_stdio):
     cases = [
-        ("build_signed_click_url", {"destination": DESTINATION, "params": {"sig": "x"}}, "reserved_param"),
-        ("build_signed_click_url", {"destination": DESTINATION, "signed_params": ["missing"]}, "invalid_param"),
-        ("build_encrypted_click_url", {"destination": DESTINATION, "params": {"d": "x"}}, "reserved_param"),
+        (
+            "build_signed_click_url",
+            {"destination": DESTINATION, "params": {"sig": "x"}},
+            "reserved_param",
+        ),
+        (
+            "build_signed_click_url",
+            {"destination": DESTINATION, "signed_params": ["missing"]},
+            "invalid_param",
+        ),
+        (
+            "build_encrypted_click_url",
+            {"destination": DESTINATION, "params": {"d": "x"}},
+            "reserved_param",
+        ),
         ("build_postback_url", {"params": {"key_prefix": "other"}}, "reserved_param"),
         ("build_impression_url", {"expires_in": 60}, "invalid_argument"),
     ]

@@ -13,7 +13,11 @@ def _create(mcp_stdio) -> dict:
     created = result_json(
         mcp_stdio.call(
             "create_webhook",
-            {"url": f"http://127.0.0.1:{free_port()}/hook", "event_types": NEVER_SENT, "description": "mcp test"},
+            {
+                "url": f"http://127.0.0.1:{free_port()}/hook",
+                "event_types": NEVER_SENT,
+                "description": "mcp test",
+            },
         )
     )
     assert created["secret"]
@@ -28,14 +32,18 @@ def test_create_list_get_match_api(mcp_stdio, platform):
     assert listed["endpoints"] == platform.api("GET", "/api/webhooks").json()["endpoints"]
     got = result_json(mcp_stdio.call("get_webhook", {"endpoint_id": endpoint_id}))
     assert got["event_types"] == NEVER_SENT
-    assert {key: got[key] for key in endpoint} == platform.api("GET", f"/api/webhooks/{endpoint_id}").json()
+    assert {key: got[key] for key in endpoint} == platform.api(
+        "GET", f"/api/webhooks/{endpoint_id}"
+    ).json()
 
 
 def test_deliveries_and_dead_letters_match_api(mcp_stdio, platform):
     endpoint_id = _create(mcp_stdio)["endpoint_id"]
 
     deliveries = result_json(
-        mcp_stdio.call("list_webhook_deliveries", {"endpoint_id": endpoint_id, "status": "dead", "limit": 5})
+        mcp_stdio.call(
+            "list_webhook_deliveries", {"endpoint_id": endpoint_id, "status": "dead", "limit": 5}
+        )
     )
     from_api = platform.api(
         "GET", f"/api/webhooks/{endpoint_id}/deliveries", params={"status": "dead", "limit": "5"}
@@ -43,7 +51,12 @@ def test_deliveries_and_dead_letters_match_api(mcp_stdio, platform):
     assert deliveries["deliveries"] == from_api["deliveries"]
 
     dead = result_json(mcp_stdio.call("list_webhook_dead_letters", {"limit": 5}))
-    assert dead["deliveries"] == platform.api("GET", "/api/webhook-dead-letters", params={"limit": "5"}).json()["deliveries"]
+    assert (
+        dead["deliveries"]
+        == platform.api("GET", "/api/webhook-dead-letters", params={"limit": "5"}).json()[
+            "deliveries"
+        ]
+    )
 
 
 def test_delete_needs_confirm(mcp_stdio, platform):
@@ -53,13 +66,17 @@ def test_delete_needs_confirm(mcp_stdio, platform):
     assert refused["code"] == "confirmation_required"
     assert platform.api("GET", f"/api/webhooks/{endpoint_id}").status_code == 200
 
-    deleted = result_json(mcp_stdio.call("delete_webhook", {"endpoint_id": endpoint_id, "confirm": True}))
+    deleted = result_json(
+        mcp_stdio.call("delete_webhook", {"endpoint_id": endpoint_id, "confirm": True})
+    )
     assert deleted["deleted"] == endpoint_id
     assert platform.api("GET", f"/api/webhooks/{endpoint_id}").status_code == 404
 
 
 def test_replay_unknown_delivery_reports_reason(mcp_stdio, platform):
-    error = error_json(mcp_stdio.call("replay_webhook_delivery", {"delivery_id": "no_such_delivery"}))
+    error = error_json(
+        mcp_stdio.call("replay_webhook_delivery", {"delivery_id": "no_such_delivery"})
+    )
     direct = platform.api("POST", "/api/webhook-deliveries/no_such_delivery/replay")
 
     assert error["status"] == direct.status_code == 404

@@ -14,14 +14,24 @@ __all__ = ["mcp"]
 
 
 def mcp(
-    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at /mcp instead of stdio.")] = False,
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve streamable HTTP at /mcp instead of stdio.")
+    ] = False,
     host: Annotated[str, typer.Option(help="Address to bind with --http.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port to listen on with --http.", min=1, max=65535)] = 8790,
+    port: Annotated[
+        int, typer.Option(help="TCP port to listen on with --http.", min=1, max=65535)
+    ] = 8790,
     api_key: Annotated[
         str | None,
-        typer.Option("--api-key", help="Tenant API key; overrides TRACKER_API_KEY. Prefer the variable, as arguments show in ps."),
+        typer.Option(
+            "--api-key",
+            help="Tenant API key; overrides TRACKER_API_KEY. Prefer the variable, as arguments show in ps.",
+        ),
     ] = None,
-    api_url: Annotated[str | None, typer.Option("--api-url", help="Platform API base URL; overrides TRACKER_API_URL.")] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option("--api-url", help="Platform API base URL; overrides TRACKER_API_URL."),
+    ] = None,
 ) -> None:
     """Serve the platform's tools to AI assistants over the Model Context Protocol."""
     try:
@@ -30,7 +40,9 @@ def mcp(
     except ModuleNotFoundError as error:
         if error.name is None or not error.name.startswith("mcp"):
             raise
-        raise ConfigError("mcp", "the mcp package is missing; install tracker-platform[mcp]") from None
+        raise ConfigError(
+            "mcp", "the mcp package is missing; install tracker-platform[mcp]"
+        ) from None
 
     # The options win over the environment and .env, which load_env merges.
     if api_key is not None:

@@ -92,7 +92,11 @@ def register(server: MCPServer, platform: Platform) -> None:
         tier: Tier = None,
         tz: Annotated[
             str | None,
-            Field(description="IANA time zone for hour and day buckets (default UTC).", max_length=64, examples=["Europe/Berlin"]),
+            Field(
+                description="IANA time zone for hour and day buckets (default UTC).",
+                max_length=64,
+                examples=["Europe/Berlin"],
+            ),
         ] = None,
     ) -> CallToolResult:
         query = [*range_query(hours, from_time, to_time, tier), *filter_query(event_types, params)]
@@ -116,7 +120,11 @@ def register(server: MCPServer, platform: Platform) -> None:
         ctx: Context,
         result: Annotated[
             str,
-            Field(description="Event type of the outcome.", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", examples=["postback"]),
+            Field(
+                description="Event type of the outcome.",
+                pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+                examples=["postback"],
+            ),
         ],
         on: Annotated[
             str,
@@ -129,17 +137,33 @@ def register(server: MCPServer, platform: Platform) -> None:
         ],
         trigger: Annotated[
             str,
-            Field(description="Event type that starts a journey.", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", examples=["click"]),
+            Field(
+                description="Event type that starts a journey.",
+                pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+                examples=["click"],
+            ),
         ] = "click",
         window: Annotated[
             str | None,
-            Field(description="Longest time from trigger to result: 30m, 24h, 7d or milliseconds (default 24h on the API).", max_length=20, examples=["30m", "7d"]),
+            Field(
+                description="Maximum time from trigger to result: 30m, 24h, 7d or milliseconds (default 24h on the API).",
+                max_length=20,
+                examples=["30m", "7d"],
+            ),
         ] = None,
         hours: Hours = None,
         from_time: FromTime = None,
         to_time: ToTime = None,
         tier: Tier = None,
-        limit: Annotated[int, Field(description="Most pairs to return; the summary counts all.", ge=0, le=1000, examples=[20])] = 20,
+        limit: Annotated[
+            int,
+            Field(
+                description="Maximum number of pairs to return; the summary counts all pairs.",
+                ge=0,
+                le=1000,
+                examples=[20],
+            ),
+        ] = 20,
     ) -> CallToolResult:
         query = [
             ("trigger", trigger),
@@ -163,7 +187,9 @@ def register(server: MCPServer, platform: Platform) -> None:
     )
     async def get_recent_events(
         ctx: Context,
-        limit: Annotated[int, Field(description="How many events.", ge=1, le=MAX_RECENT_EVENTS, examples=[10])] = 10,
+        limit: Annotated[
+            int, Field(description="How many events.", ge=1, le=MAX_RECENT_EVENTS, examples=[10])
+        ] = 10,
         event_types: EventTypes = None,
         tier: Tier = None,
     ) -> CallToolResult:

@@ -27,7 +27,7 @@ MAX_ECHOED_TEXT = 200
 
 
 def failure(code: str, message: str, *, field: str = "", status: int | None = None) -> ToolError:
-    """Build the tool error for one failure; `status` is the HTTP status when a service answered."""
+    """Build the tool error for one failure; `status` is the HTTP status when a service responded."""
     error: dict[str, Any] = {"code": code, "field": field, "message": message}
     if status is not None:
         error["status"] = status

@@ -1,4 +1,4 @@
-"""Health tool: asks ingest, the API and the SSE gateway for their health at once."""
+"""Health tool: requests the health of ingest, the API and the SSE gateway concurrently."""
 
 from __future__ import annotations
 

@@ -65,10 +65,16 @@ def register(server: MCPServer, platform: Platform) -> None:
     async def create_tracking_url(
         ctx: Context,
         destination: Destination,
-        name: Annotated[str | None, Field(description="Label for people.", max_length=200, examples=["Spring sale banner"])] = None,
+        name: Annotated[
+            str | None,
+            Field(description="Label for people.", max_length=200, examples=["Spring sale banner"]),
+        ] = None,
         params: Annotated[
             dict[str, str] | None,
-            Field(description="Params recorded with every click on this link.", examples=[{"offer_id": "123", "source": "newsletter"}]),
+            Field(
+                description="Params recorded with every click on this link.",
+                examples=[{"offer_id": "123", "source": "newsletter"}],
+            ),
         ] = None,
     ) -> CallToolResult:
         body: dict[str, Any] = {"destination": destination}
@@ -105,7 +111,9 @@ def register(server: MCPServer, platform: Platform) -> None:
         ),
         annotations=DESTRUCTIVE,
     )
-    async def disable_tracking_url(ctx: Context, tu_id: TuId, confirm: Confirm = False) -> CallToolResult:
+    async def disable_tracking_url(
+        ctx: Context, tu_id: TuId, confirm: Confirm = False
+    ) -> CallToolResult:
         require_confirm(confirm, f"disabling {tu_id} makes every click on it fail with 410")
         link = await platform.call(
             ctx, "PATCH", f"/api/tracking-urls/{tu_id}", body={"status": "disabled"}
@@ -134,7 +142,9 @@ def register(server: MCPServer, platform: Platform) -> None:
     async def get_tracking_url_stats(
         ctx: Context,
         tu_id: TuId,
-        by_day: Annotated[bool, Field(description="Also group by UTC day.", examples=[True])] = False,
+        by_day: Annotated[
+            bool, Field(description="Also group by UTC day.", examples=[True])
+        ] = False,
         hours: Hours = None,
         from_time: FromTime = None,
         to_time: ToTime = None,

@@ -80,7 +80,9 @@ class Platform:
         found = await self.client.call("GET", "/api/keys", api_key=key)
         keys = found.get("keys") or []
         if not keys:
-            raise failure("unknown_tenant", "GET /api/keys returned no key, so the tenant is unknown")
+            raise failure(
+                "unknown_tenant", "GET /api/keys returned no key, so the tenant is unknown"
+            )
         key_prefix = str(keys[0]["key_prefix"])
         self._tenants[key] = key_prefix
         return key_prefix

@@ -20,7 +20,9 @@ INSTRUCTIONS = (
 
 def build_server(settings: McpSettings) -> MCPServer:
     """Return an MCPServer whose tools call the platform described by `settings`."""
-    server: MCPServer = MCPServer(name="tracker-platform", instructions=INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = MCPServer(
+        name="tracker-platform", instructions=INSTRUCTIONS, log_level="WARNING"
+    )
     platform = Platform(settings)
     for group in (tenant, links, url_builders, analytics, webhooks, health):
         group.register(server, platform)

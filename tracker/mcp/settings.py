@@ -17,7 +17,7 @@ MIN_HMAC_SECRET_BYTES = 16
 
 @dataclass(frozen=True, slots=True)
 class McpSettings:
-    """Where the platform's services listen, the API key to call them with and optional link secrets."""
+    """Service URLs of the platform, the API key to call them with, and optional link secrets."""
 
     api_url: str
     ingest_url: str
@@ -62,6 +62,7 @@ def _hmac_secret(env: Env) -> bytes | None:
         raise ConfigError("TRACKER_HMAC_SECRET", "expected hex digits (hmac_secret_hex)") from None
     if len(secret) < MIN_HMAC_SECRET_BYTES:
         raise ConfigError(
-            "TRACKER_HMAC_SECRET", f"expected at least {MIN_HMAC_SECRET_BYTES} bytes, got {len(secret)}"
+            "TRACKER_HMAC_SECRET",
+            f"expected at least {MIN_HMAC_SECRET_BYTES} bytes, got {len(secret)}",
         )
     return secret

@@ -2,7 +2,7 @@
 
 Signed and encrypted links need the tenant's secrets. The server builds them
 with `tracker._core` from TRACKER_HMAC_SECRET and TRACKER_AES_KEY when the call
-uses the key the server was started with. Otherwise it asks the API's
+uses the key the server was started with. Otherwise it calls the API's
 POST /api/tracking-urls/sign, which keeps the secrets server-side but covers no
 params and hides none. Secrets are never tool arguments, so they never pass
 through an assistant's context.
@@ -34,19 +34,36 @@ MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 3600
 
 Destination = Annotated[
     str,
-    Field(description="Absolute http(s) URL to redirect to.", pattern=r"^https?://", max_length=2048, examples=["https://shop.example.com/offer?id=7"]),
+    Field(
+        description="Absolute http(s) URL to redirect to.",
+        pattern=r"^https?://",
+        max_length=2048,
+        examples=["https://shop.example.com/offer?id=7"],
+    ),
 ]
 Params = Annotated[
     dict[str, str] | None,
-    Field(description="Visible query params recorded with the event; anyone holding the URL can change them.", examples=[{"sub1": "newsletter", "offer_id": "123"}]),
+    Field(
+        description="Visible query params recorded with the event; anyone holding the URL can change them.",
+        examples=[{"sub1": "newsletter", "offer_id": "123"}],
+    ),
 ]
 ExpiresIn = Annotated[
     int | None,
-    Field(description="Seconds from now until the URL stops working (default never).", ge=1, le=MAX_EXPIRES_IN_SECONDS, examples=[86400]),
+    Field(
+        description="Seconds from now until the URL stops working (default never).",
+        ge=1,
+        le=MAX_EXPIRES_IN_SECONDS,
+        examples=[86400],
+    ),
 ]
 SignedParams = Annotated[
     list[str] | None,
-    Field(description="Names of entries in `params` that the signature covers, so they cannot be changed.", max_length=32, examples=[["offer_id"]]),
+    Field(
+        description="Names of entries in `params` that the signature covers, so they cannot be changed.",
+        max_length=32,
+        examples=[["offer_id"]],
+    ),
 ]
 
 
@@ -54,7 +71,9 @@ def _query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in pairs)
 
 
-def _pairs(params: dict[str, str] | None, reserved: frozenset[str], field: str) -> list[tuple[str, str]]:
+def _pairs(
+    params: dict[str, str] | None, reserved: frozenset[str], field: str
+) -> list[tuple[str, str]]:
     pairs = sorted((params or {}).items())
     for name, _ in pairs:
         if not name:
@@ -78,7 +97,11 @@ def _covered(names: list[str] | None, pairs: list[tuple[str, str]]) -> list[tupl
                 field="signed_params",
             )
         if "," in name:
-            raise failure("invalid_param", f"signed param {name[:50]!r} contains a comma", field="signed_params")
+            raise failure(
+                "invalid_param",
+                f"signed param {name[:50]!r} contains a comma",
+                field="signed_params",
+            )
     return [(name, present[name]) for name in sorted(set(names or ()))]
 
 
@@ -86,10 +109,18 @@ def _expires_at(expires_in: int | None) -> int | None:
     return None if expires_in is None else int(time.time()) + expires_in
 
 
-def _sign(secret: bytes, path: str, key_prefix: str, covered: list[tuple[str, str]], expires_at: int | None) -> list[tuple[str, str]]:
+def _sign(
+    secret: bytes,
+    path: str,
+    key_prefix: str,
+    covered: list[tuple[str, str]],
+    expires_at: int | None,
+) -> list[tuple[str, str]]:
     """Return the sig, exp and sp pairs of a signature over `path` or a destination."""
     try:
-        sig = _core.sign_click(secret, path, key_prefix=key_prefix, params=covered, expires_at=expires_at)
+        sig = _core.sign_click(
+            secret, path, key_prefix=key_prefix, params=covered, expires_at=expires_at
+        )
     except ValueError as error:
         raise failure("invalid_argument", str(error)) from None
     pairs = [("sig", sig)]
@@ -107,7 +138,9 @@ def register(server: MCPServer, platform: Platform) -> None:
     def local_secrets(ctx: Context) -> bool:
         return platform.uses_configured_key(ctx)
 
-    async def server_built(ctx: Context, destination: str, pairs: list[tuple[str, str]], expires_in: int | None) -> dict[str, Any]:
+    async def server_built(
+        ctx: Context, destination: str, pairs: list[tuple[str, str]], expires_in: int | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"destination": destination}
         if pairs:
             body["params"] = dict(pairs)
@@ -141,13 +174,22 @@ def register(server: MCPServer, platform: Platform) -> None:
                     field="signed_params",
                 )
             built = await server_built(ctx, destination, pairs, expires_in)
-            return tool_result({"url": built["signed_url"], "key_prefix": key_prefix, "expires_at": built.get("expires_at")}, source="api")
+            return tool_result(
+                {
+                    "url": built["signed_url"],
+                    "key_prefix": key_prefix,
+                    "expires_at": built.get("expires_at"),
+                },
+                source="api",
+            )
 
         covered = _covered(signed_params, pairs)
         expires_at = _expires_at(expires_in)
         sig_pairs = _sign(settings.hmac_secret, destination, key_prefix, covered, expires_at)
         url = f"{settings.ingest_url}/t?" + _query([("url", destination), *sig_pairs, *pairs])
-        return tool_result({"url": url, "key_prefix": key_prefix, "expires_at": expires_at}, source="local")
+        return tool_result(
+            {"url": url, "key_prefix": key_prefix, "expires_at": expires_at}, source="local"
+        )
 
     @server.tool(
         name="build_encrypted_click_url",
@@ -163,7 +205,10 @@ def register(server: MCPServer, platform: Platform) -> None:
         params: Params = None,
         hidden_params: Annotated[
             dict[str, str] | None,
-            Field(description="Params sealed inside the blob: recorded with the click but unreadable and unchangeable.", examples=[{"offer_id": "123"}]),
+            Field(
+                description="Params sealed inside the blob: recorded with the click but unreadable and unchangeable.",
+                examples=[{"offer_id": "123"}],
+            ),
         ] = None,
         expires_in: ExpiresIn = None,
     ) -> CallToolResult:
@@ -178,20 +223,47 @@ def register(server: MCPServer, platform: Platform) -> None:
                     field="hidden_params",
                 )
             built = await server_built(ctx, destination, pairs, expires_in)
-            return tool_result({"url": built["encrypted_url"], "key_prefix": key_prefix, "aes_key_id": built.get("aes_key_id"), "expires_at": built.get("expires_at")}, source="api")
+            return tool_result(
+                {
+                    "url": built["encrypted_url"],
+                    "key_prefix": key_prefix,
+                    "aes_key_id": built.get("aes_key_id"),
+                    "expires_at": built.get("expires_at"),
+                },
+                source="api",
+            )
 
         expires_at = _expires_at(expires_in)
         try:
             blob = _core.encrypt_destination(
-                settings.aes_key, settings.aes_key_id, destination,
-                key_prefix=key_prefix, params=hidden, expires_at=expires_at,
+                settings.aes_key,
+                settings.aes_key_id,
+                destination,
+                key_prefix=key_prefix,
+                params=hidden,
+                expires_at=expires_at,
             )
         except ValueError as error:
             raise failure("invalid_argument", str(error)) from None
         url = f"{settings.ingest_url}/t?" + _query([("d", blob), *pairs])
-        return tool_result({"url": url, "key_prefix": key_prefix, "aes_key_id": settings.aes_key_id, "expires_at": expires_at}, source="local")
+        return tool_result(
+            {
+                "url": url,
+                "key_prefix": key_prefix,
+                "aes_key_id": settings.aes_key_id,
+                "expires_at": expires_at,
+            },
+            source="local",
+        )
 
-    async def pixel_url(ctx: Context, path: str, params: dict[str, str] | None, sign: bool, signed_params: list[str] | None, expires_in: int | None) -> CallToolResult:
+    async def pixel_url(
+        ctx: Context,
+        path: str,
+        params: dict[str, str] | None,
+        sign: bool,
+        signed_params: list[str] | None,
+        expires_in: int | None,
+    ) -> CallToolResult:
         pairs = _pairs(params, PIXEL_RESERVED, "params")
         key_prefix = await platform.tenant(ctx)
         query = [("key_prefix", key_prefix)]
@@ -203,9 +275,13 @@ def register(server: MCPServer, platform: Platform) -> None:
                     field="sign",
                 )
             covered = _covered(signed_params, pairs)
-            query.extend(_sign(settings.hmac_secret, path, key_prefix, covered, _expires_at(expires_in)))
+            query.extend(
+                _sign(settings.hmac_secret, path, key_prefix, covered, _expires_at(expires_in))
+            )
         elif signed_params or expires_in is not None:
-            raise failure("invalid_argument", "signed_params and expires_in need sign: true", field="sign")
+            raise failure(
+                "invalid_argument", "signed_params and expires_in need sign: true", field="sign"
+            )
         url = f"{settings.ingest_url}{path}?" + _query([*query, *pairs])
         return tool_result({"url": url, "key_prefix": key_prefix, "signed": sign}, source="local")
 
@@ -222,9 +298,17 @@ def register(server: MCPServer, platform: Platform) -> None:
         ctx: Context,
         params: Annotated[
             dict[str, str] | None,
-            Field(description="Params recorded with the postback; event_type names the event (default postback).", examples=[{"event_type": "purchase", "click_id": "{click_id}", "amount": "19.90"}]),
+            Field(
+                description="Params recorded with the postback; event_type names the event (default postback).",
+                examples=[{"event_type": "purchase", "click_id": "{click_id}", "amount": "19.90"}],
+            ),
         ] = None,
-        sign: Annotated[bool, Field(description="Add a signature over /p, so only holders of the tenant's secret can mint such URLs.")] = False,
+        sign: Annotated[
+            bool,
+            Field(
+                description="Add a signature over /p, so only holders of the tenant's secret can mint such URLs."
+            ),
+        ] = False,
         signed_params: SignedParams = None,
         expires_in: ExpiresIn = None,
     ) -> CallToolResult:

@@ -20,12 +20,22 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_
 
 EndpointId = Annotated[
     str,
-    Field(description="Id of a webhook endpoint.", pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["01HZX3K9Q2"]),
+    Field(
+        description="Id of a webhook endpoint.",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        examples=["01HZX3K9Q2"],
+    ),
 ]
-Limit = Annotated[int, Field(description="Most deliveries to return.", ge=1, le=1000, examples=[20])]
+Limit = Annotated[
+    int, Field(description="Maximum number of deliveries to return.", ge=1, le=1000, examples=[20])
+]
 Before = Annotated[
     int | None,
-    Field(description="Only deliveries created before this Unix time in seconds (for paging).", ge=0, examples=[1764547200]),
+    Field(
+        description="Only deliveries created before this Unix time in seconds (for paging).",
+        ge=0,
+        examples=[1764547200],
+    ),
 ]
 
 
@@ -53,7 +63,9 @@ def register(server: MCPServer, platform: Platform) -> None:
         annotations=READ_ONLY,
     )
     async def get_webhook(ctx: Context, endpoint_id: EndpointId) -> CallToolResult:
-        return tool_result(await platform.call(ctx, "GET", f"/api/webhooks/{endpoint_id}"), source="api")
+        return tool_result(
+            await platform.call(ctx, "GET", f"/api/webhooks/{endpoint_id}"), source="api"
+        )
 
     @server.tool(
         name="create_webhook",
@@ -68,7 +80,12 @@ def register(server: MCPServer, platform: Platform) -> None:
         ctx: Context,
         url: Annotated[
             str,
-            Field(description="Absolute http(s) URL that receives the POSTs.", pattern=r"^https?://", max_length=2048, examples=["https://hooks.example.com/tracker"]),
+            Field(
+                description="Absolute http(s) URL that receives the POSTs.",
+                pattern=r"^https?://",
+                max_length=2048,
+                examples=["https://hooks.example.com/tracker"],
+            ),
         ],
         event_types: Annotated[
             list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] | None,
@@ -76,9 +93,15 @@ def register(server: MCPServer, platform: Platform) -> None:
         ] = None,
         param_filters: Annotated[
             dict[str, str] | None,
-            Field(description="Only events whose params hold all of these pairs.", examples=[{"offer_id": "123"}]),
+            Field(
+                description="Only events whose params hold all of these pairs.",
+                examples=[{"offer_id": "123"}],
+            ),
         ] = None,
-        description: Annotated[str | None, Field(description="Label for people.", max_length=500, examples=["CRM sync"])] = None,
+        description: Annotated[
+            str | None,
+            Field(description="Label for people.", max_length=500, examples=["CRM sync"]),
+        ] = None,
     ) -> CallToolResult:
         body: dict[str, Any] = {"url": url}
         if event_types is not None:
@@ -87,7 +110,9 @@ def register(server: MCPServer, platform: Platform) -> None:
             body["param_filters"] = param_filters
         if description is not None:
             body["description"] = description
-        return tool_result(await platform.call(ctx, "POST", "/api/webhooks", body=body), source="api")
+        return tool_result(
+            await platform.call(ctx, "POST", "/api/webhooks", body=body), source="api"
+        )
 
     @server.tool(
         name="delete_webhook",
@@ -97,7 +122,9 @@ def register(server: MCPServer, platform: Platform) -> None:
         ),
         annotations=DESTRUCTIVE,
     )
-    async def delete_webhook(ctx: Context, endpoint_id: EndpointId, confirm: Confirm = False) -> CallToolResult:
+    async def delete_webhook(
+        ctx: Context, endpoint_id: EndpointId, confirm: Confirm = False
+    ) -> CallToolResult:
         require_confirm(confirm, f"deleting {endpoint_id} also deletes its delivery history")
         return tool_result(
             await platform.call(ctx, "DELETE", f"/api/webhooks/{endpoint_id}"), source="api"
@@ -121,7 +148,9 @@ def register(server: MCPServer, platform: Platform) -> None:
         query = _page(limit, before)
         if status is not None:
             query.append(("status", status))
-        found = await platform.call(ctx, "GET", f"/api/webhooks/{endpoint_id}/deliveries", query=query)
+        found = await platform.call(
+            ctx, "GET", f"/api/webhooks/{endpoint_id}/deliveries", query=query
+        )
         return tool_result(found, source="api")
 
     @server.tool(
@@ -133,7 +162,11 @@ def register(server: MCPServer, platform: Platform) -> None:
         ctx: Context,
         endpoint_id: Annotated[
             str | None,
-            Field(description="Only this endpoint's dead letters.", pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["01HZX3K9Q2"]),
+            Field(
+                description="Only this endpoint's dead letters.",
+                pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                examples=["01HZX3K9Q2"],
+            ),
         ] = None,
         limit: Limit = 20,
         before: Before = None,
@@ -156,7 +189,11 @@ def register(server: MCPServer, platform: Platform) -> None:
         ctx: Context,
         delivery_id: Annotated[
             str,
-            Field(description="Id of the delivery, from list_webhook_deliveries or list_webhook_dead_letters.", pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["01HZX4A1B2"]),
+            Field(
+                description="Id of the delivery, from list_webhook_deliveries or list_webhook_dead_letters.",
+                pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                examples=["01HZX4A1B2"],
+            ),
         ],
     ) -> CallToolResult:
         replayed = await platform.call(ctx, "POST", f"/api/webhook-deliveries/{delivery_id}/replay")
