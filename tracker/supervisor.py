@@ -1,9 +1,9 @@
 """Supervision of the platform's processes for `tracker up`.
 
 Each component is a `tracker` subcommand run as a child process in its own session, so a
-Ctrl-C at the terminal reaches only the supervisor, which then stops the children in order:
-ingest first (it drains its producer into the durable log), then the API, the SSE gateway
-and the consumers (each finishes the batch in hand and commits). A child that exits on its
+Ctrl-C at the terminal reaches only the supervisor. The supervisor then stops the children
+in order: ingest first, because it drains its producer into the durable log, then the API,
+the SSE gateway and the consumers, each of which finishes the batch in hand and commits. A child that exits on its
 own is restarted with exponential backoff. On Linux each child also gets SIGTERM if the
 supervisor dies abruptly.
 """
@@ -59,7 +59,7 @@ class Component:
 
 @dataclass
 class ComponentState:
-    """What the supervisor knows of one component at this moment."""
+    """State of one component as the supervisor last observed it."""
 
     component: Component
     process: subprocess.Popen[bytes] | None = None
