@@ -3,9 +3,9 @@
 Each component is a `tracker` subcommand run as a child process in its own session, so a
 Ctrl-C at the terminal reaches only the supervisor. The supervisor then stops the children
 in order: ingest first, because it drains its producer into the durable log, then the API,
-the SSE gateway and the consumers, each of which finishes the batch in hand and commits. A child that exits on its
-own is restarted with exponential backoff. On Linux each child also gets SIGTERM if the
-supervisor dies abruptly.
+the SSE gateway and the consumers, each of which finishes the batch in hand and commits.
+A child that exits on its own is restarted with exponential backoff. On Linux each child
+also gets SIGTERM if the supervisor dies abruptly.
 """
 
 from __future__ import annotations
