@@ -14,7 +14,14 @@ from urllib.parse import quote
 from tracker._core import encrypt_destination, sign_click
 from tracker.api.dashboard.settings import DashboardSettings
 from tracker.api.errors import ApiError
-from tracker.api.routes.tracking_urls import MAX_DESTINATION_LENGTH, _destination, _params
+from tracker.api.routes.tracking_urls import (
+    MAX_DESTINATION_LENGTH,
+    MAX_PARAM_KEY_LENGTH,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_PARAMS,
+    _destination,
+    _params,
+)
 from tracker.api.routing import Context, Reply, Route
 from tracker.errors import NotFound
 from tracker.registry.tenants import TenantSecrets, load_tenant_secrets
@@ -23,6 +30,8 @@ from tracker.settings import load_env
 __all__ = ["ROUTES"]
 
 MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 3600
+# Query names that ingest reads from a click URL itself; an extra param must not repeat them.
+RESERVED_PARAMS = ("d", "exp", "sig", "sp", "url")
 
 
 @functools.cache
@@ -45,6 +54,9 @@ def _expires_at(body: dict[str, Any]) -> int | None:
     expires_in = body.get("expires_in")
     if expires_in is None:
         return None
+    # JSON Schema counts 60.0 as an integer, so a whole float is accepted too.
+    if isinstance(expires_in, float) and expires_in.is_integer():
+        expires_in = int(expires_in)
     if (
         not isinstance(expires_in, int)
         or isinstance(expires_in, bool)
@@ -62,19 +74,27 @@ async def sign_click_urls(context: Context) -> Reply:
     body = context.json()
     destination = _destination(body)
     params = sorted(_params(body).items())
+    reserved = [name for name, _ in params if name in RESERVED_PARAMS]
+    if reserved:
+        raise ApiError(
+            "invalid_field",
+            "params",
+            f"params must not contain {reserved[0]!r}: the click URL itself uses "
+            f"{', '.join(RESERVED_PARAMS)}",
+        )
     expires_at = _expires_at(body)
     tenant = context.tenant
     secrets = await context.call(_secrets_of, context.services.registry, tenant)
     if not secrets.hmac_secrets or not secrets.aes_keys:
         raise ApiError(
-            "conflict", "", f"tenant {tenant!r} has no active HMAC secret or AES key, so rotate one first"
+            "conflict",
+            "",
+            f"tenant {tenant!r} has no active HMAC secret or AES key, so rotate one first",
         )
     base = f"{_ingest_url()}/t?"
 
     # hmac_secrets is newest first. The signature covers the destination, tenant and expiry.
-    sig = sign_click(
-        secrets.hmac_secrets[0], destination, key_prefix=tenant, expires_at=expires_at
-    )
+    sig = sign_click(secrets.hmac_secrets[0], destination, key_prefix=tenant, expires_at=expires_at)
     signed = [("url", destination), ("sig", sig)]
     if expires_at is not None:
         signed.append(("exp", str(expires_at)))
@@ -114,7 +134,13 @@ ROUTES = [
                 "params": {
                     "type": "object",
                     "description": "Unsigned params appended to both URLs, such as sub1.",
-                    "additionalProperties": {"type": "string"},
+                    "maxProperties": MAX_PARAMS,
+                    "propertyNames": {
+                        "minLength": 1,
+                        "maxLength": MAX_PARAM_KEY_LENGTH,
+                        "not": {"enum": list(RESERVED_PARAMS)},
+                    },
+                    "additionalProperties": {"type": "string", "maxLength": MAX_PARAM_VALUE_LENGTH},
                 },
                 "expires_in": {
                     "type": "integer",
