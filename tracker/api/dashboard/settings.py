@@ -22,7 +22,9 @@ def _origin(env: Env, name: str) -> str | None:
         return None
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(name, f"must be an http(s) origin such as https://host:port, got {value[:80]!r}")
+        raise ConfigError(
+            name, f"must be an http(s) origin such as https://host:port, got {value[:80]!r}"
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(name, "must be an origin only, without a path, query or fragment")
     return f"{parts.scheme}://{parts.netloc}"
