@@ -20,7 +20,10 @@ def api(
         "INFO", "--log-level", help="Lowest level logged: DEBUG, INFO, WARNING or ERROR."
     ),
 ) -> None:
-    """Serve the platform API until SIGTERM or SIGINT, which exit with status 0."""
+    """Serve the platform API until SIGTERM or SIGINT, which exit with status 0.
+
+    Example: API_PORT=8787 ADMIN_API_KEY=... tracker api --host 127.0.0.1
+    """
     import dataclasses
 
     from tracker.api.logs import configure_logging

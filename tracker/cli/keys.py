@@ -39,7 +39,10 @@ def create(
     scope: str = typer.Option("read", "--scope", help="read or write; ignored with --admin."),
     name: str = typer.Option("", "--name", help="Label shown in key lists."),
 ) -> None:
-    """Create a key and print it once as JSON; the registry keeps only its hash."""
+    """Create a key and print it once as JSON; the registry keeps only its hash.
+
+    Example: tracker keys create --tenant acme --scope write --name backend
+    """
     from tracker.registry.api_keys import create_api_key
 
     if admin == (tenant is not None):
@@ -75,7 +78,10 @@ def list_keys(
         None, "--tenant", help="Only keys of this tenant; all keys without it."
     ),
 ) -> None:
-    """Print keys as JSON lines, never their secrets."""
+    """Print keys as JSON lines, never their secrets.
+
+    Example: tracker keys list --tenant acme
+    """
     from tracker.registry.api_keys import list_api_keys
 
     registry = _registry()
@@ -101,7 +107,10 @@ def list_keys(
 def revoke(
     key_id: str = typer.Argument(..., help="The key_id shown by `tracker keys list`."),
 ) -> None:
-    """Revoke a key; requests with it get 401 (within 10 seconds on other servers)."""
+    """Revoke a key; requests with it get 401 (within 10 seconds on other servers).
+
+    Example: tracker keys revoke 3b9313b526cd
+    """
     from tracker.registry.api_keys import revoke_api_key
 
     registry = _registry()

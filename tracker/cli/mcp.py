@@ -33,7 +33,10 @@ def mcp(
         typer.Option("--api-url", help="Platform API base URL; overrides TRACKER_API_URL."),
     ] = None,
 ) -> None:
-    """Serve the platform's tools to AI assistants over the Model Context Protocol."""
+    """Serve the platform's tools to AI assistants over the Model Context Protocol.
+
+    Example: TRACKER_API_KEY=trk_... tracker mcp --http --port 8790
+    """
     try:
         from tracker.mcp.server import build_server
         from tracker.mcp.settings import McpSettings

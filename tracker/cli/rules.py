@@ -41,7 +41,11 @@ def add(
     name: str = typer.Option("", "--name", help="Label shown in lists."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Validate and store a rule; a bad field, operator, regex or CIDR is rejected with its path."""
+    """Validate and store a rule; a bad field, operator, regex or CIDR is rejected with its path.
+
+    Example: tracker rules add acme '{"match": "all", "action": "drop", "conditions":
+    [{"field": "params.sub1", "op": "in", "value": ["spam", "test"]}]}'
+    """
     from tracker.registry.rules import add_rule
 
     text = (
@@ -63,7 +67,10 @@ def list_command(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Print rules in id order, which is the order the filter applies them."""
+    """Print rules in id order, which is the order the filter applies them.
+
+    Example: tracker rules list acme --json
+    """
     from tracker.registry.rules import list_rules
 
     rules = list_rules(open_registry(), key_prefix)

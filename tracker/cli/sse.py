@@ -42,7 +42,10 @@ def sse(
         None, "--port", min=1, max=65535, help="TCP port; overrides SSE_PORT (default 3031)."
     ),
 ) -> None:
-    """Stream each tenant's live events at GET /events/stream until SIGTERM or SIGINT."""
+    """Stream each tenant's live events at GET /events/stream until SIGTERM or SIGINT.
+
+    Example: tracker sse --port 3031, then curl -N 'http://127.0.0.1:3031/events/stream?key=trk_...'
+    """
     import dataclasses
 
     from tracker.broker import open_broker

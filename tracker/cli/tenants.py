@@ -55,13 +55,16 @@ def _print_tenant(tenant: Any, as_json: bool) -> None:
 @tenants_app.command("create")
 def create(
     key_prefix: str = typer.Option(
-        None, "--key-prefix", help="1 to 32 characters of [a-z0-9]; random when omitted."
+        None, "--key-prefix", help="1 to 32 characters of \\[a-z0-9]; random when omitted."
     ),
     name: str = typer.Option("", "--name", help="Label shown in lists."),
     plan: str = typer.Option("free", "--plan", help="free or pro."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a tenant and print its HMAC secret and AES key once; they are not shown again."""
+    """Create a tenant and print its HMAC secret and AES key once; they are not shown again.
+
+    Example: tracker tenants create --key-prefix acme --name 'Acme Inc' --plan pro --json
+    """
     from tracker.registry.tenants import create_tenant
 
     registry = open_registry()
@@ -85,7 +88,10 @@ def create(
 
 @tenants_app.command("list")
 def list_command(as_json: bool = JSON_OPTION) -> None:
-    """List every tenant with its plan, status and active key ids."""
+    """List every tenant with its plan, status and active key ids.
+
+    Example: tracker tenants list --json
+    """
     from tracker.registry.tenants import list_tenants
 
     registry = open_registry()
@@ -105,7 +111,10 @@ def show(
     key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show one tenant (never its secrets)."""
+    """Show one tenant (never its secrets).
+
+    Example: tracker tenants show acme
+    """
     from tracker.registry.tenants import get_tenant
 
     registry = open_registry()
@@ -135,7 +144,10 @@ def rotate_secret(
     key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Add a new HMAC signing secret and print it once; older secrets keep verifying."""
+    """Add a new HMAC signing secret and print it once; older secrets keep verifying.
+
+    Example: tracker tenants rotate-secret acme --json
+    """
     from tracker.registry.tenants import rotate_hmac_secret
 
     registry = open_registry()
@@ -150,7 +162,10 @@ def rotate_key(
     key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Add a new AES-256 key under the next key id and print it once; older keys keep decrypting."""
+    """Add a new AES-256 key under the next key id and print it once; older keys keep decrypting.
+
+    Example: tracker tenants rotate-key acme --json
+    """
     from tracker.registry.tenants import rotate_aes_key
 
     registry = open_registry()
@@ -169,7 +184,10 @@ def retire(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Retire one secret or key: links made with it stop working."""
+    """Retire one secret or key: links made with it stop working.
+
+    Example: tracker tenants retire-secret acme --kind hmac --key-id 0
+    """
     from tracker.registry.tenants import get_tenant, retire_secret
 
     registry = open_registry()
@@ -186,7 +204,10 @@ def set_plan_command(
     plan: str = typer.Argument(..., help="free or pro."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Change the tenant's plan, which picks the query tier."""
+    """Change the tenant's plan, which picks the query tier.
+
+    Example: tracker tenants set-plan acme pro
+    """
     from tracker.registry.tenants import get_tenant, set_plan
 
     registry = open_registry()
@@ -202,7 +223,10 @@ def disable(
     key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Disable the tenant: ingest rejects its events from the next registry refresh."""
+    """Disable the tenant: ingest rejects its events from the next registry refresh.
+
+    Example: tracker tenants disable acme
+    """
     from tracker.registry.tenants import disable_tenant, get_tenant
 
     registry = open_registry()
@@ -218,7 +242,10 @@ def enable(
     key_prefix: str = typer.Argument(..., help="The tenant's key prefix."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Enable a disabled tenant."""
+    """Enable a disabled tenant.
+
+    Example: tracker tenants enable acme
+    """
     from tracker.registry.tenants import enable_tenant, get_tenant
 
     registry = open_registry()

@@ -82,7 +82,10 @@ def sign(
     base_url: str = BASE_URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Print a signed click URL (`/t?url=...&sig=...`) for the tenant."""
+    """Print a signed click URL (`/t?url=...&sig=...`) for the tenant.
+
+    Example: tracker urls sign https://shop.example/landing --tenant acme -p sub1=google --signed-param sub1 --expires-in 86400
+    """
     from tracker._core import sign_click
     from tracker.registry.tracking_urls import validate_destination
 
@@ -138,7 +141,10 @@ def encrypt(
     base_url: str = BASE_URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Print an encrypted click URL (`/t?d=...`) that hides the destination."""
+    """Print an encrypted click URL (`/t?d=...`) that hides the destination.
+
+    Example: tracker urls encrypt https://shop.example/landing --tenant acme --sealed-param offer=42
+    """
     from tracker._core import encrypt_destination
     from tracker.registry.tracking_urls import validate_destination
 
@@ -199,7 +205,10 @@ def create(
     base_url: str = BASE_URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a short link `/t/<tu_id>`; --param values are recorded with every click."""
+    """Create a short link `/t/<tu_id>`; --param values are recorded with every click.
+
+    Example: tracker urls create https://shop.example/spring --tenant acme --name spring-sale
+    """
     from tracker.registry.tracking_urls import create_tracking_url
 
     registry = open_registry()
@@ -218,7 +227,10 @@ def rotate(
     destination: str = typer.Argument(..., help="New http(s) destination."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Point a short link at a new destination; links already handed out follow it."""
+    """Point a short link at a new destination; links already handed out follow it.
+
+    Example: tracker urls rotate tu_01a2... https://shop.example/summer
+    """
     from tracker.registry.tracking_urls import rotate_destination
 
     registry = open_registry()
@@ -233,7 +245,10 @@ def disable(
     tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Disable a short link: clicks on it get 410 Gone."""
+    """Disable a short link: clicks on it get 410 Gone.
+
+    Example: tracker urls disable tu_01a2...
+    """
     from tracker.registry.tracking_urls import disable_tracking_url
 
     registry = open_registry()
@@ -248,7 +263,10 @@ def enable(
     tu_id: str = typer.Argument(..., help="Id of the short link (tu_...)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Enable a disabled short link."""
+    """Enable a disabled short link.
+
+    Example: tracker urls enable tu_01a2...
+    """
     from tracker.registry.tracking_urls import enable_tracking_url
 
     registry = open_registry()
@@ -263,7 +281,10 @@ def list_command(
     tenant: str = typer.Option(None, "--tenant", help="Only links of this tenant."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List short links, newest first."""
+    """List short links, newest first.
+
+    Example: tracker urls list --tenant acme --json
+    """
     from tracker.registry.tracking_urls import list_tracking_urls
 
     registry = open_registry()

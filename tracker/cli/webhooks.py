@@ -51,7 +51,10 @@ def create(
     ),
     description: str = typer.Option("", "--description", help="Label shown in endpoint lists."),
 ) -> None:
-    """Register an endpoint and print it with its signing secret, which is shown only this once."""
+    """Register an endpoint and print it with its signing secret, which is shown only this once.
+
+    Example: tracker webhooks create --tenant acme --url https://hooks.example/tracker --event-type postback
+    """
     from tracker.consumers.ssrf import NetworkPolicy
     from tracker.registry.webhooks import create_endpoint
     from tracker.settings import load_env
@@ -88,7 +91,10 @@ def list_command(
         None, "--tenant", help="Only this tenant's endpoints (default: all)."
     ),
 ) -> None:
-    """Print endpoints as JSON, without their secrets."""
+    """Print endpoints as JSON, without their secrets.
+
+    Example: tracker webhooks list --tenant acme
+    """
     from tracker.registry.webhooks import list_endpoints
 
     registry = _registry()
@@ -100,7 +106,10 @@ def list_command(
 
 @webhooks_app.command("delete")
 def delete(endpoint_id: str = typer.Argument(..., help="Id of the endpoint, wh_...")) -> None:
-    """Delete an endpoint and its delivery history."""
+    """Delete an endpoint and its delivery history.
+
+    Example: tracker webhooks delete wh_01a2...
+    """
     from tracker.registry.webhooks import delete_endpoint
 
     registry = _registry()
@@ -120,7 +129,10 @@ def deliveries(
         100, "--limit", min=1, max=1000, help="Most deliveries printed, newest first."
     ),
 ) -> None:
-    """Print deliveries as JSON, newest first."""
+    """Print deliveries as JSON, newest first.
+
+    Example: tracker webhooks deliveries --endpoint wh_01a2... --status dead
+    """
     from tracker.registry.webhooks import list_deliveries
 
     registry = _registry()
@@ -142,7 +154,10 @@ def dead_letters(
         100, "--limit", min=1, max=1000, help="Most deliveries printed, newest first."
     ),
 ) -> None:
-    """Print deliveries that were given up on, with their last error."""
+    """Print deliveries that were given up on, with their last error.
+
+    Example: tracker webhooks dead-letters --tenant acme
+    """
     from tracker.registry.webhooks import list_dead_letters
 
     registry = _registry()
@@ -158,7 +173,10 @@ def dead_letters(
 def replay_command(
     delivery_id: str = typer.Argument(..., help="Id of a dead or delivered delivery, dlv_..."),
 ) -> None:
-    """Queue a delivery again; the running webhook consumer sends it within its poll interval."""
+    """Queue a delivery again; the running webhook consumer sends it within its poll interval.
+
+    Example: tracker webhooks replay dlv_01a2...
+    """
     from tracker.registry.webhooks import replay
 
     registry = _registry()
