@@ -21,7 +21,12 @@ def _install_platform(session: nox.Session) -> None:
     """Build the Rust extension in release mode and install both distributions editable."""
     session.install("maturin>=1.7,<2")
     session.run(
-        "maturin", "develop", "--release", "--extras", "test,mcp", env={"VIRTUAL_ENV": session.virtualenv.location}
+        "maturin",
+        "develop",
+        "--release",
+        "--extras",
+        "test,mcp",
+        env={"VIRTUAL_ENV": session.virtualenv.location},
     )
     session.install("-e", "./sdk[encrypted]")
 
@@ -42,16 +47,25 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("cargo", "fmt", "--all", "--check", external=True)
-    session.run("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
+    session.run(
+        "cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings", external=True
+    )
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Run every benchmark in bench/ and write bench/results/<date>-<commit>.json."""
     _install_platform(session)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False, cwd=ROOT
-    ).stdout.strip() or "nogit"
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip()
+        or "nogit"
+    )
     stamp = datetime.date.today().isoformat()
     out = ROOT / "bench" / "results" / f"{stamp}-{commit}.json"
     args = session.posargs or []
@@ -78,7 +92,11 @@ def wheel(session: nox.Session) -> None:
     session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), "sdk")
     check = session.virtualenv.location + "-check"
     session.run("python", "-m", "venv", "--clear", check)
-    env = {"PATH": f"{check}/bin:/usr/bin:/bin", "CARGO_HOME": "/nonexistent", "RUSTUP_HOME": "/nonexistent"}
+    env = {
+        "PATH": f"{check}/bin:/usr/bin:/bin",
+        "CARGO_HOME": "/nonexistent",
+        "RUSTUP_HOME": "/nonexistent",
+    }
     wheels = sorted(str(p) for p in dist.glob("*.whl"))
     session.run(f"{check}/bin/pip", "install", *wheels, env=env, external=True)
     session.run(

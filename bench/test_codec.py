@@ -82,9 +82,7 @@ SIG = _core.sign_click(
 D = _core.encrypt_destination(
     KEY, 1, DESTINATION, key_prefix="acme", params=[("sub", "42"), ("cid", "x")]
 )
-STAMPED = [
-    _core.build_event("page_view", PARAMS, limits=LIMITS, **REQUEST)[1] for _ in range(1000)
-]
+STAMPED = [_core.build_event("page_view", PARAMS, limits=LIMITS, **REQUEST)[1] for _ in range(1000)]
 PARSER = _core.BatchParser(
     limits=LIMITS,
     max_events=10_000,
@@ -223,9 +221,7 @@ def python_request() -> bytes:
 
 
 def extension_request() -> bytes:
-    _core.verify_click(
-        [SECRET], DESTINATION, SIG, params=COVERED, expires_at=EXPIRES_AT, now=NOW
-    )
+    _core.verify_click([SECRET], DESTINATION, SIG, params=COVERED, expires_at=EXPIRES_AT, now=NOW)
     return extension_build(PARAMS)[1]
 
 
@@ -245,9 +241,9 @@ CASES = {
     ("batch", "extension"): lambda: extension_batch(BATCH_BODY),
     ("batch", "python"): lambda: python_batch(BATCH_BODY),
     ("encode", "extension"): lambda: _core.encode_record_batch(STAMPED),
-    ("encode", "python"): lambda: b"\x01"
-    + struct.pack(">I", len(STAMPED))
-    + COMPRESSOR.compress(b"\n".join(STAMPED) + b"\n"),
+    ("encode", "python"): lambda: (
+        b"\x01" + struct.pack(">I", len(STAMPED)) + COMPRESSOR.compress(b"\n".join(STAMPED) + b"\n")
+    ),
 }
 
 
@@ -255,8 +251,8 @@ def test_baselines_do_the_same_work() -> None:
     assert python_verify(SIG) == 0
     assert CASES[("verify", "extension")]() == 0
     assert python_decrypt(D)[0] == _core.decrypt_destination(KEY, D, now=NOW).destination
-    extension_id, extension_json = extension_build(PARAMS)
-    python_id, python_json = python_build(PARAMS)
+    _extension_id, extension_json = extension_build(PARAMS)
+    _python_id, python_json = python_build(PARAMS)
     extension_event, python_event = orjson.loads(extension_json), orjson.loads(python_json)
     for event in (extension_event, python_event):
         event.pop("event_id")

@@ -74,7 +74,8 @@ def example_urls(demo: DemoTenant, *, base_url: str) -> dict[str, str]:
     secret = bytes.fromhex(demo.hmac_secret_hex)
     sig = _core.sign_click(secret, DEMO_DESTINATION, key_prefix=demo.key_prefix)
     signed = f"{base_url}/t?" + urlencode(
-        {"url": DEMO_DESTINATION, "sig": sig, "sub1": "welcome", "click_id": "c-1001"}, quote_via=quote
+        {"url": DEMO_DESTINATION, "sig": sig, "sub1": "welcome", "click_id": "c-1001"},
+        quote_via=quote,
     )
 
     expires_at = int(time.time()) + 30 * 24 * 3600

@@ -1,26 +1,26 @@
 """Exception tree of the tracker package; every module imports its errors from here.
 
-    TrackerError                    (root; defined in the Rust extension)
-    +-- CodecError(ValueError)      bytes that do not decode
-    |   +-- SignatureError          missing, malformed or wrong click signature
-    |   |   +-- SignatureExpired    valid signature past its `exp`
-    |   +-- DecryptionError         malformed blob or failed GCM tag
-    |   |   +-- UnknownKeyId        blob names a key id the tenant does not have
-    |   +-- EventError              one event is invalid (`field` names what)
-    |   +-- BatchError              a /batch body is unusable as a whole
-    |   +-- RecordBatchError        a stored record batch is corrupt
-    +-- ConfigError(ValueError)     a setting is missing or invalid (`variable`)
-    +-- RegistryError               registry lookups and changes
-    |   +-- NotFound                no such tenant, link, key or webhook
-    |   +-- Conflict                the change clashes with what is stored
-    +-- BrokerError                 the broker failed an operation
-    |   +-- BrokerUnavailable       the broker cannot be reached now (retryable)
-    |   +-- QueueFull               the producer queue is at its bound (retryable)
-    +-- QueryError(ValueError)      a query tier cannot or will not answer (`code`, `field`)
-    +-- SinkError                   a consumer sink failed a batch
-    |   +-- RetryableSinkError      a transient failure: the runtime retries the batch
-    +-- AuthenticationError         an API key is missing, malformed, unknown or revoked (`reason`)
-    +-- PermissionDenied            the key's scope does not allow the request (`scope`)
+TrackerError                    (root; defined in the Rust extension)
++-- CodecError(ValueError)      bytes that do not decode
+|   +-- SignatureError          missing, malformed or wrong click signature
+|   |   +-- SignatureExpired    valid signature past its `exp`
+|   +-- DecryptionError         malformed blob or failed GCM tag
+|   |   +-- UnknownKeyId        blob names a key id the tenant does not have
+|   +-- EventError              one event is invalid (`field` names what)
+|   +-- BatchError              a /batch body is unusable as a whole
+|   +-- RecordBatchError        a stored record batch is corrupt
++-- ConfigError(ValueError)     a setting is missing or invalid (`variable`)
++-- RegistryError               registry lookups and changes
+|   +-- NotFound                no such tenant, link, key or webhook
+|   +-- Conflict                the change clashes with what is stored
++-- BrokerError                 the broker failed an operation
+|   +-- BrokerUnavailable       the broker cannot be reached now (retryable)
+|   +-- QueueFull               the producer queue is at its bound (retryable)
++-- QueryError(ValueError)      a query tier cannot or will not answer (`code`, `field`)
++-- SinkError                   a consumer sink failed a batch
+|   +-- RetryableSinkError      a transient failure: the runtime retries the batch
++-- AuthenticationError         an API key is missing, malformed, unknown or revoked (`reason`)
++-- PermissionDenied            the key's scope does not allow the request (`scope`)
 """
 
 from tracker._core import (

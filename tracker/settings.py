@@ -24,7 +24,9 @@ __all__ = [
 
 def load_env(env_file: str | Path | None = None) -> Env:
     """Merge `.env` (or `env_file`) under the process environment, which wins."""
-    path = Path(env_file) if env_file is not None else Path(os.environ.get("TRACKER_ENV_FILE", ".env"))
+    path = (
+        Path(env_file) if env_file is not None else Path(os.environ.get("TRACKER_ENV_FILE", ".env"))
+    )
     values: dict[str, str] = {}
     if path.is_file():
         values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
@@ -52,7 +54,9 @@ class Env:
             return default
         return value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -110,7 +114,9 @@ class Env:
         except ValueError:
             raise ConfigError(name, f"expected {2 * length} hex digits") from None
         if len(key) != length:
-            raise ConfigError(name, f"expected {length} bytes ({2 * length} hex digits), got {len(key)}")
+            raise ConfigError(
+                name, f"expected {length} bytes ({2 * length} hex digits), got {len(key)}"
+            )
         return key
 
     def networks(self, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

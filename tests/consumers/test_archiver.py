@@ -408,7 +408,9 @@ async def test_maintenance_timer_compacts_table(broker: Broker, data_dir: Path) 
     runtime = ConsumerRuntime(sink, broker, consumer_settings(data_dir, CONSUMER_POLL_MESSAGES="1"))
     now_ms = int(time.time() * 1000)
     for i in range(6):
-        await publish(broker, TOPIC_EVENTS_CLEAN, [make_event("acme", timestamp=now_ms + i, n=str(i))])
+        await publish(
+            broker, TOPIC_EVENTS_CLEAN, [make_event("acme", timestamp=now_ms + i, n=str(i))]
+        )
     task = asyncio.create_task(runtime.run())
     table_path = str(data_dir / "delta" / "events")
     try:

@@ -125,7 +125,10 @@ def test_bad_event_rejected_others_kept(parser: _core.BatchParser, bad_event, fi
     [
         (b'[{"event_type":"a","event_type":"b","params":{"key_prefix":"acme"}}]', "event_type"),
         (b'[{"event_type":"a","params":{"key_prefix":"acme","k":"1","k":"2"}}]', "params.k"),
-        (b'[{"event_type":"a","params":{"key_prefix":"acme"},"params":{"key_prefix":"acme"}}]', "params"),
+        (
+            b'[{"event_type":"a","params":{"key_prefix":"acme"},"params":{"key_prefix":"acme"}}]',
+            "params",
+        ),
     ],
 )
 def test_duplicate_keys_rejected(parser: _core.BatchParser, raw: bytes, field: str) -> None:
@@ -150,7 +153,11 @@ def test_many_params_duplicate_detected(parser: _core.BatchParser) -> None:
         (b'[{"event_type":"a"}', "body", "not valid JSON"),
         (b"[] []", "body", "not valid JSON"),
         (b"[NaN]", "body", "not valid JSON"),
-        (b'[{"event_type":"a","params":{"key_prefix":"acme","n":Infinity}}]', "body", "not valid JSON"),
+        (
+            b'[{"event_type":"a","params":{"key_prefix":"acme","n":Infinity}}]',
+            "body",
+            "not valid JSON",
+        ),
         (b'[{"event_type":"a","x":1e999}]', "body", "not valid JSON"),
         (b'["\xff\xfe"]', "body", "UTF-8"),
         (b'["\xed\xa0\x80"]', "body", "UTF-8"),
@@ -184,7 +191,11 @@ def test_nesting_within_limit_is_event_rejection(parser: _core.BatchParser) -> N
 
 def test_too_many_events(limits: _core.EventLimits) -> None:
     parser = _core.BatchParser(
-        limits=limits, max_events=10_000, max_body_bytes=64 << 20, partitions=4, known_tenants=["acme"]
+        limits=limits,
+        max_events=10_000,
+        max_body_bytes=64 << 20,
+        partitions=4,
+        known_tenants=["acme"],
     )
     assert parse(parser, [event()] * 10_000).accepted == 10_000
     with pytest.raises(_core.BatchError, match="more than 10000") as raised:
@@ -210,7 +221,9 @@ def test_parser_arguments_checked(limits: _core.EventLimits) -> None:
         with pytest.raises(ValueError, match=name):
             _core.BatchParser(limits=limits, known_tenants=[], **kwargs)
     with pytest.raises(TypeError):
-        _core.BatchParser(limits=limits, max_events=1, max_body_bytes=1, partitions=1, known_tenants=[1])
+        _core.BatchParser(
+            limits=limits, max_events=1, max_body_bytes=1, partitions=1, known_tenants=[1]
+        )
 
 
 def test_body_must_be_bytes(parser: _core.BatchParser) -> None:
@@ -232,7 +245,9 @@ JSON_VALUES = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -267,7 +282,11 @@ def test_mutated_body_never_crashes(parser: _core.BatchParser, data: st.DataObje
 
 def test_parse_releases_gil(limits: _core.EventLimits) -> None:
     parser = _core.BatchParser(
-        limits=limits, max_events=100_000, max_body_bytes=256 << 20, partitions=4, known_tenants=["acme"]
+        limits=limits,
+        max_events=100_000,
+        max_body_bytes=256 << 20,
+        partitions=4,
+        known_tenants=["acme"],
     )
     body = orjson.dumps([event()] * 100_000)
     ticks = 0

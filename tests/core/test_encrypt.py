@@ -40,7 +40,11 @@ def test_encrypt_round_trips_and_matches_cryptography(
     assert _core.blob_header(d) == (key_prefix, key_id)
     assert python_open_d(KEY, d) == (expires_at or 0, params, destination)
     opened = _core.decrypt_destination(KEY, d, now=0)
-    assert (opened.destination, opened.params, opened.expires_at) == (destination, params, expires_at)
+    assert (opened.destination, opened.params, opened.expires_at) == (
+        destination,
+        params,
+        expires_at,
+    )
     assert (opened.key_prefix, opened.key_id) == (key_prefix, key_id)
 
 
@@ -118,7 +122,9 @@ def test_oversized_d_rejected() -> None:
 
 
 def test_decrypted_repr_hides_plaintext() -> None:
-    d = _core.encrypt_destination(KEY, 1, "https://secret.example/", key_prefix="acme", params=[("p", "v")])
+    d = _core.encrypt_destination(
+        KEY, 1, "https://secret.example/", key_prefix="acme", params=[("p", "v")]
+    )
     text = repr(_core.decrypt_destination(KEY, d, now=0))
     assert "secret.example" not in text
     assert "acme" in text

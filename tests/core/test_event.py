@@ -48,7 +48,9 @@ def build(event_type: str = "click", params=(), limits=None, **overrides):
 )
 def test_event_json_matches_orjson(event_type, params, user_agent, timestamp) -> None:
     limits = _core.EventLimits()
-    event_id, document = build(event_type, params, limits, user_agent=user_agent, timestamp=timestamp)
+    event_id, document = build(
+        event_type, params, limits, user_agent=user_agent, timestamp=timestamp
+    )
     expected = {
         "event_id": event_id,
         "event_type": event_type,

@@ -48,7 +48,9 @@ def test_rfc4231_truncated_mac_rejected_as_sig() -> None:
             _core.verify_click([b"k"], "https://example.com/", sig, now=0)
 
 
-@pytest.mark.parametrize("case", load_vectors("aes256gcm_nist.json")["cases"], ids=lambda c: c["source"])
+@pytest.mark.parametrize(
+    "case", load_vectors("aes256gcm_nist.json")["cases"], ids=lambda c: c["source"]
+)
 def test_nist_gcm_case_matches_cryptography(case: dict) -> None:
     # The extension exposes no raw AES-GCM; the Rust tests run these against it, and
     # here they check that the file agrees with an independent implementation.
@@ -82,7 +84,12 @@ def test_click_vector_sign_and_verify(case: dict) -> None:
     )
     assert sig == case["sig"]
     index = _core.verify_click(
-        [secret], case["destination"], sig, params=params, expires_at=case["expires_at"], now=case["now"]
+        [secret],
+        case["destination"],
+        sig,
+        params=params,
+        expires_at=case["expires_at"],
+        now=case["now"],
     )
     assert index == 0
 

@@ -26,7 +26,9 @@ async def written(pg_dsn: str, pg_schema: str, dataset: list[dict[str, Any]]) ->
     try:
         for offset, start in enumerate(range(0, len(dataset), 1000)):
             chunk = dataset[start : start + 1000]
-            await writer.process(Batch(0, offset, offset, chunk, [orjson.dumps(event) for event in chunk]))
+            await writer.process(
+                Batch(0, offset, offset, chunk, [orjson.dumps(event) for event in chunk])
+            )
     finally:
         await writer.close()
     return pg_schema

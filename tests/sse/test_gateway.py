@@ -57,7 +57,7 @@ async def wait_connected(gateway: Gateway, count: int) -> None:
 
 
 async def test_stream_delivers_own_tenant_only(gateway: Gateway) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10) as client:  # noqa: SIM117 (the stream needs the client open)
         async with await open_stream(client, gateway, "acme") as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -80,7 +80,7 @@ async def test_stream_key_in_query_and_filters(gateway: Gateway) -> None:
         "param_key": "sub1",
         "param_value": "google",
     }
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10) as client:  # noqa: SIM117 (the stream needs the client open)
         async with client.stream("GET", f"{gateway.url}/events/stream", params=params) as response:
             assert response.status_code == 200
             await wait_connected(gateway, 1)
@@ -169,21 +169,21 @@ async def test_last_event_id_resumes_without_gap(gateway: Gateway) -> None:
 async def test_connection_limit_per_tenant(data_dir: Any) -> None:
     gateway = start_gateway(data_dir, SSE_MAX_CONNECTIONS_PER_TENANT="2")
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            async with (
-                await open_stream(client, gateway) as one,
-                await open_stream(client, gateway) as two,
-            ):
-                assert (one.status_code, two.status_code) == (200, 200)
-                await wait_connected(gateway, 2)
-                refused = await client.get(
-                    f"{gateway.url}/events/stream",
-                    headers={"Authorization": f"Bearer {gateway.keys['acme']}"},
-                )
-                assert refused.status_code == 429
-                assert refused.json()["error"]["code"] == "too_many_connections"
-                async with await open_stream(client, gateway, "globex") as other:
-                    assert other.status_code == 200
+        async with (
+            httpx.AsyncClient(timeout=10) as client,
+            await open_stream(client, gateway) as one,
+            await open_stream(client, gateway) as two,
+        ):
+            assert (one.status_code, two.status_code) == (200, 200)
+            await wait_connected(gateway, 2)
+            refused = await client.get(
+                f"{gateway.url}/events/stream",
+                headers={"Authorization": f"Bearer {gateway.keys['acme']}"},
+            )
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "too_many_connections"
+            async with await open_stream(client, gateway, "globex") as other:
+                assert other.status_code == 200
     finally:
         stop_gateway(gateway)
 
@@ -198,7 +198,7 @@ async def test_slow_client_is_disconnected(data_dir: Any) -> None:
         slow.sendall(
             f"GET /events/stream?key={gateway.keys['acme']} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         )
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10) as client:  # noqa: SIM117 (the stream needs the client open)
             async with await open_stream(client, gateway, "acme") as fast:
                 await wait_connected(gateway, 2)
                 received_fast: list[dict[str, str]] = []

@@ -121,12 +121,30 @@ def click_cases() -> dict:
     valid_inputs = [
         ("no prefix", "https://example.com/landing", None, [], None),
         ("tenant prefix", "https://example.com/landing?utm=1", "acme", [], None),
-        ("covered params", "https://shop.example/p/1", "acme", [["sub", "42"], ["cid", "x y"]], None),
+        (
+            "covered params",
+            "https://shop.example/p/1",
+            "acme",
+            [["sub", "42"], ["cid", "x y"]],
+            None,
+        ),
         ("expiry", "https://example.com/", "acme", [], 1_900_000_000),
-        ("unicode destination", "https://例え.jp/パス?q=ü", "t0", [["näme", "wert"]], 1_900_000_000),
+        (
+            "unicode destination",
+            "https://例え.jp/パス?q=ü",
+            "t0",
+            [["näme", "wert"]],
+            1_900_000_000,
+        ),
         ("empty destination", "", None, [], None),
         ("longest prefix", "https://example.com/", "a" * 32, [], None),
-        ("params sorted by bytes", "https://example.com/", "acme", [["b", "2"], ["B", "1"], ["a", ""]], None),
+        (
+            "params sorted by bytes",
+            "https://example.com/",
+            "acme",
+            [["b", "2"], ["B", "1"], ["a", ""]],
+            None,
+        ),
     ]
     valid = []
     for name, destination, prefix, params, expires_at in valid_inputs:
@@ -176,7 +194,11 @@ def click_cases() -> dict:
         ("prefix too long", {"sig": "a" * 33 + "_" + no_prefix_hex}, "SignatureError"),
         ("padded sig", {"sig": base_sig + "="}, "SignatureError"),
         ("expired", {"now": 1_900_000_001}, "SignatureExpired"),
-        ("expired forged", {"now": 1_900_000_001, "destination": "https://evil.example/"}, "SignatureError"),
+        (
+            "expired forged",
+            {"now": 1_900_000_001, "destination": "https://evil.example/"},
+            "SignatureError",
+        ),
     ]
     invalid_verify = []
     for name, changes, error in verify_failures:
@@ -184,7 +206,9 @@ def click_cases() -> dict:
         case.update(changes)
         invalid_verify.append(case)
 
-    rotated = dict(base, name="rotated secret matches second", secrets=[other_secret.hex(), secret.hex()])
+    rotated = dict(
+        base, name="rotated secret matches second", secrets=[other_secret.hex(), secret.hex()]
+    )
     rotated["matched_index"] = 1
 
     sign_failures = [
@@ -260,7 +284,14 @@ def encrypted_cases() -> dict:
     valid_inputs = [
         ("no prefix", 1, "https://example.com/landing", None, [], None),
         ("tenant prefix", 7, "https://example.com/x?y=1", "acme", [], None),
-        ("hidden params", 0, "https://shop.example/p", "acme", [["sub", "42"], ["näme", "wert"]], None),
+        (
+            "hidden params",
+            0,
+            "https://shop.example/p",
+            "acme",
+            [["sub", "42"], ["näme", "wert"]],
+            None,
+        ),
         ("expiry", 255, "https://example.com/", "t0", [], 1_900_000_000),
         ("unicode destination", 3, "https://例え.jp/パス", "acme", [["a", ""]], 1_900_000_000),
         ("empty destination", 1, "", None, [], None),
@@ -307,7 +338,11 @@ def encrypted_cases() -> dict:
         ("prefix added", "acme." + no_prefix, "DecryptionError"),
         ("padded", good + "=" * (-len(blob) % 4 or 4), "DecryptionError"),
         ("stray bits", "acme." + stray, "DecryptionError"),
-        ("standard base64 alphabet", "acme." + blob.replace("-", "+").replace("_", "/") + "+/", "DecryptionError"),
+        (
+            "standard base64 alphabet",
+            "acme." + blob.replace("-", "+").replace("_", "/") + "+/",
+            "DecryptionError",
+        ),
         ("too short", "acme." + b64url(raw[:39]), "DecryptionError"),
         ("empty", "", "DecryptionError"),
         ("empty prefix", "." + blob, "DecryptionError"),
@@ -351,7 +386,7 @@ def uuid7_cases() -> dict:
             {"value": "017f22e2-79b0-7cc3-98c4-dc0c0c07398f0", "reason": "one digit long"},
             {"value": "017f22e2_79b0_7cc3_98c4_dc0c0c07398f", "reason": "underscores"},
             {"value": "017f22e2-79b0-7cc3-98c4-dc0c0c07398g", "reason": "not hex"},
-            {"value": "017f22e2-79b0-7cc3-98c4-dc0c0c0739８f", "reason": "fullwidth digit"},
+            {"value": "017f22e2-79b0-7cc3-98c4-dc0c0c0739８f", "reason": "fullwidth digit"},  # noqa: RUF001 (deliberate)
             {"value": "017f22e-279b0-7cc3-98c4-dc0c0c07398f", "reason": "hyphen misplaced"},
         ],
     }
@@ -403,8 +438,14 @@ def record_batch_case() -> dict:
             {"name": "header only", "record_batch": blob[:5].hex()},
             {"name": "truncated frame", "record_batch": blob[:-6].hex()},
             {"name": "version 2", "record_batch": ("02" + blob[1:].hex())},
-            {"name": "count too high", "record_batch": (blob[:1] + (3).to_bytes(4, "big") + blob[5:]).hex()},
-            {"name": "count too low", "record_batch": (blob[:1] + (1).to_bytes(4, "big") + blob[5:]).hex()},
+            {
+                "name": "count too high",
+                "record_batch": (blob[:1] + (3).to_bytes(4, "big") + blob[5:]).hex(),
+            },
+            {
+                "name": "count too low",
+                "record_batch": (blob[:1] + (1).to_bytes(4, "big") + blob[5:]).hex(),
+            },
             {"name": "trailing bytes", "record_batch": (blob + b"\x00").hex()},
             {"name": "not zstd", "record_batch": (blob[:5] + b"plain text\n").hex()},
             {"name": "flipped checksum", "record_batch": (blob[:-1] + bytes([blob[-1] ^ 1])).hex()},

@@ -81,7 +81,9 @@ class Broker(abc.ABC):
         """Return the offset of the newest message in the partition, or None if empty."""
 
     @abc.abstractmethod
-    async def read(self, topic: str, partition: int, start: int, max_messages: int) -> list[Message]:
+    async def read(
+        self, topic: str, partition: int, start: int, max_messages: int
+    ) -> list[Message]:
         """Return up to `max_messages` from offset `start` on, outside any group."""
 
     @abc.abstractmethod

@@ -49,7 +49,8 @@ class ConsumerSettings:
             # the events held in memory per partition at once.
             poll_messages=env.int("CONSUMER_POLL_MESSAGES", 16, minimum=1, maximum=1000),
             idle_sleep_seconds=idle_ms / 1000,
-            idle_max_sleep_seconds=env.int("CONSUMER_IDLE_MAX_SLEEP_MS", 250, minimum=idle_ms) / 1000,
+            idle_max_sleep_seconds=env.int("CONSUMER_IDLE_MAX_SLEEP_MS", 250, minimum=idle_ms)
+            / 1000,
             heartbeat_seconds=env.float("CONSUMER_HEARTBEAT_SECONDS", 1.0, minimum=0.05),
             retry_base_seconds=retry_base_ms / 1000,
             retry_max_seconds=retry_max_ms / 1000,

@@ -21,14 +21,20 @@ __all__ = ["Registry", "connect", "migrate"]
 BUSY_TIMEOUT_MS = 10_000
 
 
-def connect(path: str | Path, *, turso_url: str | None = None, turso_token: str | None = None) -> Any:
+def connect(
+    path: str | Path, *, turso_url: str | None = None, turso_token: str | None = None
+) -> Any:
     """Open one connection: libSQL when `turso_url` is given, else SQLite at `path`."""
     if turso_url:
         import libsql_experimental  # optional dependency: pip install tracker-platform[turso]
 
-        return libsql_experimental.connect(str(path), sync_url=turso_url, auth_token=turso_token or "")
+        return libsql_experimental.connect(
+            str(path), sync_url=turso_url, auth_token=turso_token or ""
+        )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    connection = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
@@ -59,13 +65,16 @@ def migrate(connection: Any) -> list[str]:
         connection.execute("BEGIN IMMEDIATE")
         try:
             # A second process may have applied it between our read and the lock.
-            if connection.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
+            if connection.execute(
+                "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
+            ).fetchone():
                 connection.execute("COMMIT")
                 continue
             for statement in _split_statements(sql):
                 connection.execute(statement)
             connection.execute(
-                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, strftime('%s','now'))", (name,)
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, strftime('%s','now'))",
+                (name,),
             )
             connection.execute("COMMIT")
         except BaseException:
@@ -85,7 +94,9 @@ def _split_statements(sql: str) -> list[str]:
 class Registry:
     """A thread-safe handle on the registry database: one connection per thread."""
 
-    def __init__(self, path: str | Path, *, turso_url: str | None = None, turso_token: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, turso_url: str | None = None, turso_token: str | None = None
+    ) -> None:
         self.path = Path(path)
         self._turso_url = turso_url
         self._turso_token = turso_token
@@ -95,7 +106,9 @@ class Registry:
     def connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = connect(self.path, turso_url=self._turso_url, turso_token=self._turso_token)
+            connection = connect(
+                self.path, turso_url=self._turso_url, turso_token=self._turso_token
+            )
             self._local.connection = connection
         return connection
 
