@@ -62,7 +62,10 @@ def _wait_until_ready(process: subprocess.Popen) -> dict:
     return demo
 
 
-@pytest.fixture(scope="session")
+# Package scope: the platform and the browser stop when the dashboard tests end. A sync
+# Playwright left open keeps an event loop running in the main thread, which breaks the
+# asyncio tests that run after this package.
+@pytest.fixture(scope="package")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Start `tracker up` once for every dashboard test and stop it with SIGTERM afterwards."""
     data_dir = tmp_path_factory.mktemp("dashboard") / "data"
@@ -125,7 +128,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(platform: Platform) -> Iterator[httpx.Client]:
     """An HTTP client of the platform API with the demo tenant's write key."""
     headers = {"Authorization": f"Bearer {platform.api_key}"}
@@ -133,7 +136,7 @@ def api(platform: Platform) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 

@@ -49,7 +49,8 @@ def journeys(mcp_stdio, platform) -> int:
             "/api/events/match",
             params={"trigger": "click", "result": "postback", "on": "click_id", "hours": "2"},
         ).json()
-        return match["summary"]["matched"] >= 2
+        # Wait for every click, not only the two matched ones: the paging test needs all three.
+        return match["summary"]["triggers"] >= CLICKS and match["summary"]["matched"] >= 2
 
     wait_until(counted, 90, "the clicks and postbacks to reach the match API")
     return CLICKS
