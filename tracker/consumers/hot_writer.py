@@ -44,6 +44,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     asyncpg.exceptions.InterfaceError,
+    # Raised when a connection's protocol state was left broken by an interrupted
+    # operation, as after a server restart mid-COPY; only a new connection recovers.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
