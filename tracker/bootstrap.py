@@ -62,7 +62,7 @@ def ensure_demo_tenant(data_dir: Path, env: Mapping[str, str]) -> DemoTenant | N
         admin_api_key=admin_key.raw_key,
     )
     path = data_dir / CREDENTIALS_FILE
-    # The file holds secrets: create it readable by the owner only.
+    # The file contains secrets, so it is created readable by the owner only.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(demo.as_dict(), handle, indent=2)

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tracker.errors import ConfigError
@@ -70,7 +70,6 @@ class ComponentState:
     backoff: float = BACKOFF_INITIAL_SECONDS
     last_exit_code: int | None = None
     log_path: Path | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int | None:

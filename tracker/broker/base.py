@@ -100,4 +100,4 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def healthy(self) -> bool:
-        """Return whether the broker answered a cheap request just now."""
+        """Return whether the broker responded to a cheap request just now."""
