@@ -1,5 +1,5 @@
 """`tracker replay`: archived events go back onto a topic byte for byte, and the hot writer
-rebuilt from that topic holds each event once."""
+and the warm aggregator rebuilt from that topic hold each event once."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from tests.consumers.conftest import (
 from tracker.broker.base import TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY
 from tracker.consumers.archiver import ArchiverSink, ArchiveSettings
 from tracker.consumers.runtime import ConsumerRuntime
+from tracker.query.model import EventFilter, StatsQuery
+from tracker.query.warm import WarmTier
 
 DAY_MS = 86_400_000
 START_MS = 1_796_342_400_000  # 2026-12-04T00:00:00Z
@@ -179,6 +181,53 @@ def test_replay_rebuilds_hot_tier_once(archived, pg_dsn: str, pg_schema: str):
         writer.wait(timeout=30)
     assert total == len(events)
     assert distinct == len(events)
+
+
+def test_replay_rebuilds_lost_warm_store_once(archived, tmp_path: Path):
+    data_dir, events = archived
+    warm_dir = tmp_path / "warm"  # the lost store: nothing left of it
+    aggregator = start_consumer(
+        "warm-aggregator",
+        data_dir,
+        WARM_DIR=str(warm_dir),
+        WARM_SOURCE_TOPIC=TOPIC_EVENTS_REPLAY,
+    )
+    try:
+        # Overlapping replays: the second re-publishes most events a second time.
+        for start in ("2026-12-03T00:00:00Z", "2026-12-03T12:00:00Z"):
+            done = _replay(data_dir, "--from", start, "--to", "2026-12-05T00:00:00Z")
+            assert done.returncode == 0, done.stderr
+
+        tier = WarmTier(warm_dir, clock=lambda: START_MS + DAY_MS)
+
+        async def counts() -> dict[tuple[str, str], int]:
+            found: dict[tuple[str, str], int] = {}
+            for tenant in ("acme", "globex", "initech"):
+                query = StatsQuery(
+                    EventFilter(tenant, START_MS - 2 * DAY_MS, START_MS + DAY_MS), ("event_type",)
+                )
+                for row in (await tier.stats(query)).rows:
+                    found[(tenant, row["event_type"])] = row["count"]
+            return found
+
+        async def wait_for_counts() -> dict[tuple[str, str], int]:
+            async with asyncio.timeout(60):
+                while True:
+                    stored = warm_dir.joinpath("manifest.json").exists()
+                    if stored and sum((await counts()).values()) >= len(events):
+                        await asyncio.sleep(1.0)  # let the second replay arrive too
+                        return await counts()
+                    await asyncio.sleep(0.2)
+
+        found = asyncio.run(wait_for_counts())
+    finally:
+        aggregator.terminate()
+        aggregator.wait(timeout=30)
+    expected: dict[tuple[str, str], int] = {}
+    for event in events:
+        key = (event["params"]["key_prefix"], event["event_type"])
+        expected[key] = expected.get(key, 0) + 1
+    assert found == expected
 
 
 def test_replay_rejects_reversed_range(archived):

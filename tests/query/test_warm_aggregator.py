@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.consumers.conftest import PARTITIONS, consumer_settings, open_local_broker, publish
 from tests.query.dataset import BASE_MS, generate
-from tracker.broker.base import TOPIC_EVENTS_CLEAN, Broker
+from tracker.broker.base import TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY, Broker
 from tracker.consumers.runtime import Batch, ConsumerRuntime
 from tracker.consumers.warm_aggregator import WarmAggregator, WarmAggregatorSettings, create_sink
 from tracker.errors import ConfigError
@@ -176,6 +178,58 @@ def test_aggregator_built_from_env(tmp_path: Path) -> None:
     assert sink.settings.dedup_hours == 12
     with pytest.raises(ConfigError):
         create_sink(Env({"WARM_DEDUP_HOURS": "0"}))
+
+
+def test_aggregator_source_topic_from_env(tmp_path: Path) -> None:
+    sink = create_sink(
+        Env({"TRACKER_DATA_DIR": str(tmp_path), "WARM_SOURCE_TOPIC": TOPIC_EVENTS_REPLAY})
+    )
+    assert sink.source_topic == TOPIC_EVENTS_REPLAY
+    with pytest.raises(ConfigError) as error:
+        create_sink(Env({"TRACKER_DATA_DIR": str(tmp_path), "WARM_SOURCE_TOPIC": "events"}))
+    assert error.value.variable == "WARM_SOURCE_TOPIC"
+
+
+async def test_aggregator_keeps_offsets_per_topic(tmp_path: Path) -> None:
+    events = generate(seed=9, count=300)
+    live = WarmAggregator(settings_for(tmp_path))
+    await live.open()
+    await live.process(Batch(0, 0, 4, events[:100], []))
+    await live.close()
+
+    rebuild = WarmAggregator(replace(settings_for(tmp_path), source_topic=TOPIC_EVENTS_REPLAY))
+    await rebuild.open()
+    # The replay topic starts from its own beginning, not from the live topic's offsets.
+    assert await rebuild.stored_offsets() == {}
+    await rebuild.process(Batch(0, 0, 9, events, []))
+    assert await rebuild.stored_offsets() == {0: 9}
+    await rebuild.close()
+
+    resumed = WarmAggregator(settings_for(tmp_path))
+    await resumed.open()
+    assert await resumed.stored_offsets() == {0: 4}
+    await resumed.close()
+    # The first 100 events came through both topics and are counted once.
+    for tenant in ("alpha", "beta", "gamma"):
+        assert await counts_by_type(tmp_path, tenant) == expected_by_type(events, tenant)
+
+
+async def test_aggregator_reads_manifest_without_topics(tmp_path: Path) -> None:
+    events = generate(seed=11, count=50)
+    sink = WarmAggregator(settings_for(tmp_path))
+    await sink.open()
+    await sink.process(Batch(1, 0, 6, events, []))
+    await sink.close()
+    # Rewrite the manifest as stores kept it before offsets were grouped by topic.
+    path = tmp_path / "manifest.json"
+    raw = orjson.loads(path.read_bytes())
+    raw["offsets"] = raw["offsets"][TOPIC_EVENTS_CLEAN]
+    path.write_bytes(orjson.dumps(raw))
+
+    reopened = WarmAggregator(settings_for(tmp_path))
+    await reopened.open()
+    assert await reopened.stored_offsets() == {1: 6}
+    await reopened.close()
 
 
 async def test_warm_read_survives_compaction(

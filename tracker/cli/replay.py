@@ -45,13 +45,14 @@ def replay(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Re-publish archived events so the hot tier can be rebuilt after an outage.
+    """Re-publish archived events so the hot or warm tier can be rebuilt after an outage.
 
     Example: tracker replay --from 2026-12-01T00:00Z --to 2026-12-02T00:00Z --tenant demo
     then: HOT_SOURCE_TOPIC=events-replay tracker consume hot-writer
+    or: WARM_SOURCE_TOPIC=events-replay tracker consume warm-aggregator
 
-    Events keep their event_id and timestamp; the hot writer and the stats ledger skip the
-    ones they already hold.
+    Events keep their event_id and timestamp; the hot writer, the warm aggregator and the
+    stats ledger skip the ones they already hold (docs/consumers.md, "Rebuilding").
     """
     from tracker.consumers.archiver import ArchiveSettings
     from tracker.replay import count_events

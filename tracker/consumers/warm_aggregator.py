@@ -14,6 +14,12 @@ that window is counted twice.
 
 Only one aggregator may write a warm directory: `open` takes an exclusive
 file lock and fails if another process holds it.
+
+`WARM_SOURCE_TOPIC=events-replay` rebuilds the store from what `tracker replay`
+re-published from the Delta archive. The manifest keeps offsets per topic, so
+switching back to `events-clean` resumes where the live stream stopped. A
+replayed event is counted unless the ledger already holds its id: replay the
+hours the store lost, or rebuild into an empty `WARM_DIR`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 
 import polars as pl
 
-from tracker.broker.base import TOPIC_EVENTS_CLEAN
+from tracker.broker.base import TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import ConfigError
 from tracker.query.warm_store import (
@@ -48,12 +54,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WarmAggregatorSettings:
-    """Warm store location, retention, dedup window and compaction interval."""
+    """Warm store location, retention, dedup window, compaction interval and source topic."""
 
     warm_dir: Path
     retention_days: int
     dedup_hours: int
     compact_every_batches: int
+    source_topic: str = TOPIC_EVENTS_CLEAN
 
     @classmethod
     def from_env(cls, env: Env) -> WarmAggregatorSettings:
@@ -64,6 +71,9 @@ class WarmAggregatorSettings:
             retention_days=env.int("WARM_RETENTION_DAYS", 30, minimum=1, maximum=3650),
             dedup_hours=env.int("WARM_DEDUP_HOURS", 48, minimum=1, maximum=24 * 30),
             compact_every_batches=env.int("WARM_COMPACT_EVERY_BATCHES", 64, minimum=1),
+            source_topic=env.choice(
+                "WARM_SOURCE_TOPIC", TOPIC_EVENTS_CLEAN, (TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY)
+            ),
         )
 
 
@@ -92,10 +102,10 @@ class WarmAggregator(Sink):
     """Sink that writes the warm store's hourly rollups, deduplicated on event id."""
 
     name = "warm-aggregator"
-    source_topic = TOPIC_EVENTS_CLEAN
 
     def __init__(self, settings: WarmAggregatorSettings | None = None) -> None:
         self.settings = settings or WarmAggregatorSettings.from_env(load_env())
+        self.source_topic = self.settings.source_topic
         self.store = WarmStore(self.settings.warm_dir)
         self._manifest = Manifest()
         self._seen: set[str] = set()
@@ -129,7 +139,7 @@ class WarmAggregator(Sink):
             self._lock_handle = None
 
     async def stored_offsets(self) -> dict[int, int] | None:
-        return dict(self._manifest.offsets)
+        return dict(self._manifest.offsets.get(self.source_topic, {}))
 
     async def process(self, batch: Batch) -> None:
         await asyncio.to_thread(self._process_sync, batch)
@@ -165,7 +175,13 @@ class WarmAggregator(Sink):
         updated = Manifest(
             version=manifest.version + 1,
             files={kind: manifest.files[kind] + new_files[kind] for kind in manifest.files},
-            offsets={**manifest.offsets, batch.partition: batch.last_offset},
+            offsets={
+                **manifest.offsets,
+                self.source_topic: {
+                    **manifest.offsets.get(self.source_topic, {}),
+                    batch.partition: batch.last_offset,
+                },
+            },
             data_through_ms=max(filter(None, (manifest.data_through_ms, newest)), default=None),
             batches_since_compaction=manifest.batches_since_compaction + 1,
         )
@@ -269,7 +285,7 @@ class WarmAggregator(Sink):
         updated = Manifest(
             version=manifest.version + 1,
             files=files,
-            offsets=dict(manifest.offsets),
+            offsets={topic: dict(stored) for topic, stored in manifest.offsets.items()},
             data_through_ms=manifest.data_through_ms,
             batches_since_compaction=0,
         )

@@ -11,7 +11,9 @@
 `hour` is the start of the UTC hour in Unix milliseconds. A file counts only
 once the manifest lists it. The aggregator writes new files first, then
 replaces the manifest, which also records the broker offsets those files
-cover. So the data, the ledger and the offsets always change together.
+cover, per source topic (`events-clean` normally, `events-replay` while the
+store is rebuilt from the archive). So the data, the ledger and the offsets
+always change together.
 """
 
 from __future__ import annotations
@@ -39,15 +41,20 @@ PARAMS_SCHEMA = {
 }
 IDS_SCHEMA = {"event_id": pl.String, "hour": pl.Int64}
 KINDS = ("counts", "params", "ids")
+# Manifests written before offsets were kept per topic covered only this topic.
+LEGACY_OFFSETS_TOPIC = "events-clean"
 
 
 @dataclass(slots=True)
 class Manifest:
-    """The files that make up the store, the broker offsets they cover, and how fresh they are."""
+    """The files that make up the store, the broker offsets they cover, and how fresh they are.
+
+    `offsets` maps a source topic to the last offset stored per partition of that topic.
+    """
 
     version: int = 0
     files: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
-    offsets: dict[int, int] = field(default_factory=dict)
+    offsets: dict[str, dict[int, int]] = field(default_factory=dict)
     data_through_ms: int | None = None
     batches_since_compaction: int = 0
 
@@ -56,7 +63,10 @@ class Manifest:
             {
                 "version": self.version,
                 "files": self.files,
-                "offsets": {str(partition): offset for partition, offset in self.offsets.items()},
+                "offsets": {
+                    topic: {str(partition): offset for partition, offset in stored.items()}
+                    for topic, stored in self.offsets.items()
+                },
                 "data_through_ms": self.data_through_ms,
                 "batches_since_compaction": self.batches_since_compaction,
             },
@@ -67,10 +77,16 @@ class Manifest:
     def from_json(cls, data: bytes) -> Manifest:
         raw = orjson.loads(data)
         files = {kind: list(raw["files"].get(kind, [])) for kind in KINDS}
+        raw_offsets = raw["offsets"]
+        if any(not isinstance(value, dict) for value in raw_offsets.values()):
+            raw_offsets = {LEGACY_OFFSETS_TOPIC: raw_offsets}
         return cls(
             version=int(raw["version"]),
             files=files,
-            offsets={int(partition): int(offset) for partition, offset in raw["offsets"].items()},
+            offsets={
+                topic: {int(partition): int(offset) for partition, offset in stored.items()}
+                for topic, stored in raw_offsets.items()
+            },
             data_through_ms=raw.get("data_through_ms"),
             batches_since_compaction=int(raw.get("batches_since_compaction", 0)),
         )
