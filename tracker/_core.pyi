@@ -202,3 +202,29 @@ def encode_record_batch(events: Sequence[bytes]) -> bytes:
 
 def decode_record_batch(blob: bytes) -> list[bytes]:
     """Return the event JSON documents of a record batch; RecordBatchError if corrupt."""
+
+# Event columns: what a consumer reads from event documents without decoding them into dicts.
+@final
+class EventColumns:
+    count: int
+    """Number of documents read."""
+    problems: list[tuple[int, str]]
+    """(index, reason) of each document that is not a valid wire event, in index order;
+    the reason is the one `tracker.consumers.events.event_problem` returns."""
+    unparsed: list[int]
+    """Indexes of documents left to a full JSON parser: invalid JSON, not an object,
+    nesting deeper than 128 levels, or params with a repeated key or over 64 entries."""
+    timestamps: bytes
+    """The `timestamp` of each document as little-endian int64, 0 where not valid."""
+    def column(self, name: str) -> tuple[list[str], bytes]:
+        """Return a requested field's distinct values, in first-seen order, and the code of
+        each document as little-endian uint32; a missing field or param reads as "", and a
+        document that is not valid has the code of ""."""
+
+def read_event_columns(documents: Sequence[bytes], fields: Sequence[str]) -> EventColumns:
+    """Validate event documents and extract `fields`, each dictionary-encoded.
+
+    A field is `event_id`, `event_type`, `ip`, `user_agent`, `referer`,
+    `accept_language`, `request_path`, `request_host` or `params.<key>`; ValueError
+    names an unknown one.
+    """

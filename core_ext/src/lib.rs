@@ -9,6 +9,7 @@ pub mod batch_json;
 pub mod encrypt;
 pub mod errors;
 pub mod event;
+pub mod event_columns;
 pub mod gil;
 pub mod partition;
 pub mod prefix;
@@ -50,5 +51,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_function(wrap_pyfunction!(record::encode_record_batch, m)?)?;
     m.add_function(wrap_pyfunction!(record::decode_record_batch, m)?)?;
+
+    m.add_class::<event_columns::EventColumns>()?;
+    m.add_function(wrap_pyfunction!(event_columns::read_event_columns, m)?)?;
     Ok(())
 }

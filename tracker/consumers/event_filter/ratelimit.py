@@ -64,21 +64,44 @@ class SlidingWindowLimiter:
         count = len(keys)
         if count == 0:
             return []
-        slots = np.asarray(timestamps_ms, dtype=np.int64) // self.slot_ms
+        distinct: dict[str, int] = {}
+        key_codes = np.fromiter(
+            (distinct.setdefault(key, len(distinct)) for key in keys), dtype=np.intp, count=count
+        )
+        admitted = self.admit_codes(
+            list(distinct),
+            key_codes,
+            np.asarray(timestamps_ms, dtype=np.int64),
+            np.asarray(limit_of, dtype=np.int64),
+        )
+        return admitted.tolist()
+
+    def admit_codes(
+        self,
+        keys: list[str],
+        key_codes: np.ndarray,
+        timestamps_ms: np.ndarray,
+        limits: np.ndarray,
+    ) -> np.ndarray:
+        """Do what `admit` does for dictionary-encoded keys; return a boolean array.
+
+        Event i has the key `keys[key_codes[i]]`, the time `timestamps_ms[i]` and the
+        limit `limits[i]`. Every key must be distinct.
+        """
+        count = len(key_codes)
+        if count == 0:
+            return np.ones(0, dtype=bool)
+        slots = timestamps_ms // self.slot_ms
         self._advance(int(slots.max()))
         counted = slots >= self._head - self.slots + 1
 
-        distinct: dict[str, int] = {}
-        key_index = np.fromiter(
-            (distinct.setdefault(key, len(distinct)) for key in keys), dtype=np.intp, count=count
-        )
-        columns = self._columns(list(distinct))
+        columns = self._columns(keys)
         prior = self._total[self._rows, columns].min(axis=0).astype(np.int64)
 
         # Occurrence number of each counted event among the batch's events of its key, in
         # batch order: a stable sort groups the keys, and the position inside the group
         # is the occurrence.
-        counted_keys = key_index[counted]
+        counted_keys = key_codes[counted]
         order = np.argsort(counted_keys, kind="stable")
         sorted_keys = counted_keys[order]
         group_starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -87,8 +110,7 @@ class SlidingWindowLimiter:
         occurrence[order] = np.arange(len(counted_keys)) - np.repeat(group_starts, group_sizes) + 1
 
         admitted = np.ones(count, dtype=bool)
-        limits = np.asarray(limit_of, dtype=np.int64)[counted]
-        admitted[counted] = prior[counted_keys] + occurrence <= limits
+        admitted[counted] = prior[counted_keys] + occurrence <= limits[counted]
 
         # Add the counts through flat indexes made unique first, which is much faster
         # than np.add.at with repeated indexes.
@@ -98,7 +120,7 @@ class SlidingWindowLimiter:
         ring_index = (slot_index[None, :] * self.depth + self._rows) * width + event_columns
         self._add(self._ring.reshape(-1), ring_index)
         self._add(self._total.reshape(-1), self._rows * width + event_columns)
-        return admitted.tolist()
+        return admitted
 
     @staticmethod
     def _add(counters: np.ndarray, indexes: np.ndarray) -> None:
