@@ -19,10 +19,36 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SlidingWindowLimiter"]
+__all__ = ["SlidingWindowLimiter", "key_hashes", "pair_hashes"]
 
 HASH_BITS = 16
 MAX_DEPTH = 64 // HASH_BITS
+
+
+def key_hashes(keys: list[str]) -> np.ndarray:
+    """Return the 64-bit hash of each key as uint64.
+
+    str hashes (SipHash) are randomised per process, which suits an in-memory sketch.
+    """
+    return np.fromiter(
+        (hash(key) & 0xFFFF_FFFF_FFFF_FFFF for key in keys), dtype=np.uint64, count=len(keys)
+    )
+
+
+def pair_hashes(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Return one 64-bit hash per pair of uint64 hashes, elementwise.
+
+    The SplitMix64 finaliser (Steele, Lea and Flood, "Fast splittable pseudorandom
+    number generators", OOPSLA 2014) mixes the pair so that every output bit depends
+    on both inputs; a pair key then needs no Python string.
+    """
+    mixed = first * np.uint64(0x9E37_79B9_7F4A_7C15) + second
+    mixed ^= mixed >> np.uint64(30)
+    mixed *= np.uint64(0xBF58_476D_1CE4_E5B9)
+    mixed ^= mixed >> np.uint64(27)
+    mixed *= np.uint64(0x94D0_49BB_1331_11EB)
+    mixed ^= mixed >> np.uint64(31)
+    return mixed
 
 
 class SlidingWindowLimiter:
@@ -68,25 +94,26 @@ class SlidingWindowLimiter:
         key_codes = np.fromiter(
             (distinct.setdefault(key, len(distinct)) for key in keys), dtype=np.intp, count=count
         )
-        admitted = self.admit_codes(
-            list(distinct),
+        admitted = self.admit_hashed(
+            key_hashes(list(distinct)),
             key_codes,
             np.asarray(timestamps_ms, dtype=np.int64),
             np.asarray(limit_of, dtype=np.int64),
         )
         return admitted.tolist()
 
-    def admit_codes(
+    def admit_hashed(
         self,
-        keys: list[str],
+        hashes: np.ndarray,
         key_codes: np.ndarray,
         timestamps_ms: np.ndarray,
         limits: np.ndarray,
     ) -> np.ndarray:
-        """Do what `admit` does for dictionary-encoded keys; return a boolean array.
+        """Do what `admit` does for keys given as hashes; return a boolean array.
 
-        Event i has the key `keys[key_codes[i]]`, the time `timestamps_ms[i]` and the
-        limit `limits[i]`. Every key must be distinct.
+        `hashes` holds one 64-bit hash per distinct key (`key_hashes`,
+        `pair_hashes`). Event i has the key hashed in `hashes[key_codes[i]]`, the
+        time `timestamps_ms[i]` and the limit `limits[i]`.
         """
         count = len(key_codes)
         if count == 0:
@@ -95,7 +122,7 @@ class SlidingWindowLimiter:
         self._advance(int(slots.max()))
         counted = slots >= self._head - self.slots + 1
 
-        columns = self._columns(keys)
+        columns = self._columns(hashes)
         prior = self._total[self._rows, columns].min(axis=0).astype(np.int64)
 
         # Occurrence number of each counted event among the batch's events of its key, in
@@ -112,30 +139,24 @@ class SlidingWindowLimiter:
         admitted = np.ones(count, dtype=bool)
         admitted[counted] = prior[counted_keys] + occurrence <= limits[counted]
 
-        # Add the counts through flat indexes made unique first, which is much faster
-        # than np.add.at with repeated indexes.
+        # np.add.at counts every repeated index; since NumPy 1.25 it is also the fastest
+        # way to do so, well ahead of sorting the indexes with np.unique first.
         width = 1 << self.width_bits
         event_columns = columns[:, counted_keys]
         slot_index = slots[counted] % self.slots
         ring_index = (slot_index[None, :] * self.depth + self._rows) * width + event_columns
-        self._add(self._ring.reshape(-1), ring_index)
-        self._add(self._total.reshape(-1), self._rows * width + event_columns)
+        one = np.uint32(1)
+        np.add.at(self._ring.reshape(-1), ring_index.ravel(), one)
+        np.add.at(self._total.reshape(-1), (self._rows * width + event_columns).ravel(), one)
         return admitted
-
-    @staticmethod
-    def _add(counters: np.ndarray, indexes: np.ndarray) -> None:
-        unique, counts = np.unique(indexes.ravel(), return_counts=True)
-        counters[unique] += counts.astype(counters.dtype)
 
     def estimate(self, key: str) -> int:
         """Return the key's estimated count over the current window."""
-        columns = self._columns([key])
+        columns = self._columns(key_hashes([key]))
         return int(self._total[self._rows, columns].min())
 
-    def _columns(self, keys: list[str]) -> np.ndarray:
+    def _columns(self, hashes: np.ndarray) -> np.ndarray:
         # One 64-bit hash per key gives `depth` independent 16-bit columns.
-        # str hashes are randomised per process, which suits an in-memory sketch.
-        hashes = np.array([hash(key) & 0xFFFF_FFFF_FFFF_FFFF for key in keys], dtype=np.uint64)
         shifts = (np.arange(self.depth, dtype=np.uint64) * np.uint64(HASH_BITS))[:, None]
         return ((hashes[None, :] >> shifts) & np.uint64(self._mask)).astype(np.intp)
 

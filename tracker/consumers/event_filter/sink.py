@@ -34,7 +34,11 @@ from tracker._core import encode_record_batch
 from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED
 from tracker.consumers.columns import Column, EventColumns, read_columns
 from tracker.consumers.event_filter.bots import BotDetector
-from tracker.consumers.event_filter.ratelimit import SlidingWindowLimiter
+from tracker.consumers.event_filter.ratelimit import (
+    SlidingWindowLimiter,
+    key_hashes,
+    pair_hashes,
+)
 from tracker.consumers.event_filter.rules import CompiledRule
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import RetryableSinkError
@@ -232,11 +236,12 @@ class EventFilterSink(Sink):
             return []
         tenants = columns["params.key_prefix"]
         tenant_limits, ip_limits = self._limits_for(tenants.values)
+        tenant_hashes = key_hashes(tenants.values)
         tenant_codes = tenants.codes[indexes]
         timestamps = columns.timestamps[indexes]
 
-        admitted = self._tenant_rate.admit_codes(
-            tenants.values, tenant_codes, timestamps, tenant_limits[tenant_codes]
+        admitted = self._tenant_rate.admit_hashed(
+            tenant_hashes, tenant_codes, timestamps, tenant_limits[tenant_codes]
         )
         for index in indexes[~admitted].tolist():
             reasons[index] = "rate_tenant"
@@ -244,17 +249,19 @@ class EventFilterSink(Sink):
         if len(indexes) == 0:
             return []
 
-        # One limiter key per distinct (tenant, IP) pair of the batch.
+        # One limiter key per distinct (tenant, IP) pair of the batch, hashed from the
+        # hashes of its two parts.
         ips = columns["ip"]
+        ip_count = len(ips.values)
         tenant_codes = tenants.codes[indexes]
-        pairs = tenant_codes.astype(np.int64) * len(ips.values) + ips.codes[indexes]
+        pairs = tenant_codes.astype(np.int64) * ip_count + ips.codes[indexes]
         distinct_pairs, pair_codes = np.unique(pairs, return_inverse=True)
-        keys = [
-            f"{tenants.values[pair // len(ips.values)]}\x00{ips.values[pair % len(ips.values)]}"
-            for pair in distinct_pairs.tolist()
-        ]
-        admitted = self._ip_rate.admit_codes(
-            keys, pair_codes, columns.timestamps[indexes], ip_limits[tenant_codes]
+        hashes = pair_hashes(
+            tenant_hashes[distinct_pairs // ip_count],
+            key_hashes(ips.values)[distinct_pairs % ip_count],
+        )
+        admitted = self._ip_rate.admit_hashed(
+            hashes, pair_codes, columns.timestamps[indexes], ip_limits[tenant_codes]
         )
         for index in indexes[~admitted].tolist():
             reasons[index] = "rate_ip"
