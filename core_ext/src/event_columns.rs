@@ -11,7 +11,8 @@
 //! A document this parser leaves to the caller is listed in `unparsed`: invalid JSON,
 //! a top level that is not an object, nesting deeper than serde_json's limit of 128
 //! levels (orjson allows 1,024), and a params object with a repeated key or more than
-//! `MAX_PARAMS` entries, where Python's dict semantics decide the outcome.
+//! `MAX_PARAMS` entries, where Python's dict semantics decide the outcome. The
+//! caller's full parser then judges it, so the two parsers never disagree.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use std::fmt;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::errors::CoreError;
 use crate::gil;
@@ -95,6 +96,55 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
+/// Reads any value and discards it. Unlike `IgnoredAny`, which serde_json skips
+/// without a depth limit, this recurses through `deserialize_any`, so nesting past
+/// serde_json's limit fails the parse and leaves the document to the caller.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Key)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads any value as a `Scalar`, consuming arrays and objects whole.
 struct ScalarSeed;
 
@@ -134,12 +184,12 @@ impl<'de> Visitor<'de> for ScalarSeed {
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(Scalar::Other)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip.visit_seq(seq)?;
         Ok(Scalar::Other)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Skip.visit_map(map)?;
         Ok(Scalar::Other)
     }
 }
@@ -179,8 +229,8 @@ impl<'de> Visitor<'de> for ParamsSeed {
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(Params::NotObject)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip.visit_seq(seq)?;
         Ok(Params::NotObject)
     }
 
@@ -240,9 +290,7 @@ impl<'de> Visitor<'de> for DocumentSeed {
                 "params" => document.params = Some(map.next_value_seed(ParamsSeed)?),
                 name => match STRING_FIELDS.iter().position(|field| *field == name) {
                     Some(slot) => document.strings[slot] = Some(map.next_value_seed(ScalarSeed)?),
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                    None => map.next_value_seed(Skip)?,
                 },
             }
         }
@@ -400,7 +448,7 @@ impl Field {
                 match name.strip_prefix("params.") {
                     Some(key) if !key.is_empty() => Ok(Field::Param(key.to_owned())),
                     _ => Err(CoreError::InvalidArgument(format!(
-                        "unknown event field {:?}; expected event_id, event_type, {} or params.<key>",
+                        "unknown event field '{}'; expected event_id, event_type, {} or params.<key>",
                         crate::errors::echo(name),
                         STRING_FIELDS.join(", ")
                     ))),
@@ -468,7 +516,10 @@ fn extract<'b>(documents: &'b [Outcome<'_>], fields: &[Field]) -> Extracted<'b> 
         problems: Vec::new(),
         unparsed: Vec::new(),
         timestamps: Vec::with_capacity(documents.len() * 8),
-        columns: fields.iter().map(|_| ColumnBuilder::new(documents.len())).collect(),
+        columns: fields
+            .iter()
+            .map(|_| ColumnBuilder::new(documents.len()))
+            .collect(),
     };
     for (index, outcome) in documents.iter().enumerate() {
         let document = match outcome {
@@ -536,7 +587,7 @@ impl EventColumns {
             }
         }
         Err(CoreError::InvalidArgument(format!(
-            "field {:?} was not requested from read_event_columns",
+            "field '{}' was not requested from read_event_columns; request it in `fields`",
             crate::errors::echo(name)
         ))
         .into())
