@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -299,6 +300,9 @@ impl<'de> Visitor<'de> for DocumentSeed {
 }
 
 /// Outcome of reading one document.
+// Nearly every document is valid, so boxing `Document` would only add an allocation
+// per event to a vector that lives for one call.
+#[allow(clippy::large_enum_variant)]
 enum Outcome<'de> {
     Valid(Document<'de>),
     Invalid(String),
@@ -385,11 +389,10 @@ fn problem(document: &Document<'_>) -> Option<String> {
     for (name, value) in STRING_FIELDS.iter().zip(&document.strings) {
         match value {
             None => {}
-            Some(Scalar::Str(text)) => {
-                if longer_than(text, MAX_FIELD_LEN) {
-                    return Some(format!("{name}: longer than {MAX_FIELD_LEN} characters"));
-                }
+            Some(Scalar::Str(text)) if longer_than(text, MAX_FIELD_LEN) => {
+                return Some(format!("{name}: longer than {MAX_FIELD_LEN} characters"));
             }
+            Some(Scalar::Str(_)) => {}
             Some(_) => return Some(format!("{name}: expected a string")),
         }
     }
@@ -477,9 +480,19 @@ impl Field {
     }
 }
 
+/// Returns the hasher of the column maps. Their keys come from untrusted events, so
+/// the hash is keyed with seeds drawn once per process from the OS-seeded thread RNG,
+/// and crafted values cannot be made to collide. aHash is used over the standard
+/// SipHash because hashing every user agent and IP showed in profiles.
+fn column_hasher() -> ahash::RandomState {
+    static SEEDS: OnceLock<[u64; 4]> = OnceLock::new();
+    let [k0, k1, k2, k3] = *SEEDS.get_or_init(rand::random::<[u64; 4]>);
+    ahash::RandomState::with_seeds(k0, k1, k2, k3)
+}
+
 /// One dictionary-encoded column under construction.
 struct ColumnBuilder<'a> {
-    positions: HashMap<&'a str, u32>,
+    positions: HashMap<&'a str, u32, ahash::RandomState>,
     values: Vec<&'a str>,
     codes: Vec<u8>,
 }
@@ -487,7 +500,7 @@ struct ColumnBuilder<'a> {
 impl<'a> ColumnBuilder<'a> {
     fn new(capacity: usize) -> Self {
         ColumnBuilder {
-            positions: HashMap::new(),
+            positions: HashMap::with_hasher(column_hasher()),
             values: Vec::new(),
             codes: Vec::with_capacity(capacity * 4),
         }
