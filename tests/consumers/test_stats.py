@@ -28,9 +28,10 @@ from tests.consumers.conftest import (
 from tests.consumers.test_runtime import run_until
 from tracker._core import uuid7
 from tracker.broker.base import TOPIC_DEAD_LETTERS, TOPIC_EVENTS_CLEAN, Broker
+from tracker.consumers.columns import read_columns
 from tracker.consumers.events import hour_of
 from tracker.consumers.runtime import Batch, ConsumerRuntime
-from tracker.consumers.stats import StatsSettings, StatsSink
+from tracker.consumers.stats import FIELDS, StatsSettings, StatsSink, ledger_input
 from tracker.errors import RegistryError
 from tracker.registry.db import Registry
 from tracker.registry.ledger import (
@@ -159,6 +160,22 @@ def test_ledger_counts_only_new_ids_of_mixed_batch(data_dir: Path) -> None:
     assert (first, second) == (3, 2)
     assert total(registry, "acme") == 5
     assert committed_offsets(connection, "stats", TOPIC_EVENTS_CLEAN) == {0: 2}
+
+
+def test_ledger_input_groups_last_occurrence() -> None:
+    first = make_event("acme", "click", timestamp=BASE_MS, tu_id="tu_1")
+    repeated = {**first, "event_type": "postback"}
+    other = make_event("beta", "click", timestamp=BASE_MS + HOUR_MS)
+    documents = [orjson.dumps(event) for event in (first, other, repeated)] + [b"[]"]
+
+    event_ids, group_of, groups = ledger_input(read_columns(documents, FIELDS))
+
+    hour = hour_of(BASE_MS)
+    assert event_ids == [other["event_id"], first["event_id"]]
+    assert [groups[group] for group in group_of.tolist()] == [
+        ("beta", "click", "", hour + 3600),
+        ("acme", "postback", "tu_1", hour),
+    ]
 
 
 BAD_EVENTS: list[tuple[str, dict[str, Any], str]] = [

@@ -1,6 +1,6 @@
 """The stats ledger: exact event counts per tenant, event type, tracking URL and hour.
 
-Writes come from the stats consumer (`record_batch`), reads from the platform API
+Writes come from the stats consumer (`record_events`, or `record_batch` per row), reads from the platform API
 (`count_events`, `count_rows`). Tables are created by `schema/011_stats.sql`.
 
 A batch is recorded in one transaction. Its event ids are inserted into
@@ -13,11 +13,11 @@ changes nothing the second time.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from tracker.errors import RegistryError
@@ -31,6 +31,7 @@ __all__ = [
     "count_rows",
     "prune_ledger",
     "record_batch",
+    "record_events",
 ]
 
 GROUP_COLUMNS = ("event_type", "hour", "tu_id")
@@ -86,24 +87,58 @@ def record_batch(
 ) -> int:
     """Count the events of one batch that the ledger has not seen; return how many were new.
 
-    `rows` are `LedgerRow`s or plain tuples in the same field order. Runs one
-    IMMEDIATE transaction on `connection` (a registry connection in autocommit mode)
-    and stores `last_offset` for the partition in it. The ledger is written inside
-    the transaction, so concurrent writers cannot both count an id.
+    `rows` are `LedgerRow`s or plain tuples in the same field order. A repeated
+    id counts once, with its last row. See `record_events` for the transaction.
     """
-    # A dict also drops a duplicate id inside the batch itself; its last row counts.
     unique = {row[0]: row for row in rows}
-    ids = orjson.dumps(list(unique)).decode()
+    groups: dict[tuple[Any, ...], int] = {}
+    group_of = [groups.setdefault(tuple(row[1:]), len(groups)) for row in unique.values()]
+    return record_events(
+        connection,
+        list(unique),
+        group_of,
+        list(groups),
+        consumer=consumer,
+        topic=topic,
+        partition=partition,
+        last_offset=last_offset,
+    )
+
+
+def record_events(
+    connection: Any,
+    event_ids: list[str],
+    group_of: Sequence[int] | np.ndarray,
+    groups: Sequence[tuple[str, str, str, int]],
+    *,
+    consumer: str,
+    topic: str,
+    partition: int,
+    last_offset: int,
+) -> int:
+    """Count distinct events by id and counter group; return how many the ledger had not seen.
+
+    `event_ids` must be distinct. Event i adds one to the counter `groups[group_of[i]]`,
+    a (key_prefix, event_type, tu_id, hour) tuple, if the ledger does not hold its id.
+    Runs one IMMEDIATE transaction on `connection` (a registry connection in
+    autocommit mode) and stores `last_offset` for the partition in it. The ledger is
+    written inside the transaction, so concurrent writers cannot both count an id.
+    """
+    group_index = np.asarray(group_of, dtype=np.intp)
+    ids = orjson.dumps(event_ids).decode()
     now = int(time.time())
     connection.execute("BEGIN IMMEDIATE")
     try:
         new = connection.execute(_INSERT_IDS, (now, ids)).fetchall()
-        if len(new) == len(unique):
-            counted: Iterable[tuple[Any, ...]] = unique.values()
-        else:
-            counted = [unique[event_id] for (event_id,) in new]
-        counts = Counter(row[1:] for row in counted)
-        connection.executemany(_ADD_COUNTS, [(*key, count) for key, count in counts.items()])
+        if len(new) != len(event_ids):
+            position = {event_id: index for index, event_id in enumerate(event_ids)}
+            group_index = group_index[
+                np.array([position[event_id] for (event_id,) in new], dtype=np.intp)
+            ]
+        counts = np.bincount(group_index, minlength=len(groups)).tolist()
+        connection.executemany(
+            _ADD_COUNTS, [(*groups[group], count) for group, count in enumerate(counts) if count]
+        )
         connection.execute(_STORE_OFFSET, (consumer, topic, partition, last_offset, now))
         connection.execute("COMMIT")
     except BaseException:
