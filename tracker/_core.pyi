@@ -209,8 +209,8 @@ class EventColumns:
     count: int
     """Number of documents read."""
     problems: list[tuple[int, str]]
-    """(index, reason) of each document that is not a valid wire event, in index order;
-    the reason is the one `tracker.consumers.events.event_problem` returns."""
+    """(index, reason) of each document that is not a valid wire event, in index order.
+    The reason is the one `tracker.consumers.events.event_problem` returns."""
     unparsed: list[int]
     """Indexes of documents left to a full JSON parser: invalid JSON, not an object,
     nesting deeper than 128 levels, or params with a repeated key or over 64 entries."""
@@ -218,8 +218,8 @@ class EventColumns:
     """The `timestamp` of each document as little-endian int64, 0 where not valid."""
     def column(self, name: str) -> tuple[list[str], bytes]:
         """Return a requested field's distinct values, in first-seen order, and the code of
-        each document as little-endian uint32; a missing field or param reads as "", and a
-        document that is not valid has the code of ""."""
+        each document as little-endian uint32. A missing field or param reads as "", and a
+        document that is not valid has the code of "" (the empty string)."""
 
 def read_event_columns(documents: Sequence[bytes], fields: Sequence[str]) -> EventColumns:
     """Validate event documents and extract `fields`, each dictionary-encoded.

@@ -8,11 +8,12 @@
 //! dictionary-encoded: each distinct value once, in first-seen order, and one `u32`
 //! code per event.
 //!
-//! A document this parser leaves to the caller is listed in `unparsed`: invalid JSON,
-//! a top level that is not an object, nesting deeper than serde_json's limit of 128
-//! levels (orjson allows 1,024), and a params object with a repeated key or more than
-//! `MAX_PARAMS` entries, where Python's dict semantics decide the outcome. The
-//! caller's full parser then judges it, so the two parsers never disagree.
+//! Some documents are left to the caller and listed in `unparsed`. These are invalid
+//! JSON, a top level that is not an object, and nesting deeper than serde_json's limit
+//! of 128 levels (orjson allows 1,024). A params object with a repeated key or more
+//! than `MAX_PARAMS` entries is left too, because Python's dict semantics decide its
+//! outcome. The caller's full parser then judges the document, so the two parsers
+//! never disagree.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

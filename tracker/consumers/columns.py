@@ -2,11 +2,11 @@
 
 `read_columns` validates a batch's documents and extracts the requested fields in
 the extension (`tracker._core.read_event_columns`), without building a dict per
-event. Documents the extension leaves to a full JSON parser (invalid JSON, not an
-object, deep nesting, repeated params keys) are decoded with orjson and judged by
-`event_problem` here, so every document ends up with either a problem or its
-fields in the columns, exactly as decoding each event and calling `event_problem`
-would decide.
+event. The extension leaves some documents to a full JSON parser: invalid JSON, a
+value that is not an object, deep nesting and repeated params keys. This module
+decodes those with orjson and judges them with `event_problem`. Every document thus
+ends up with either a problem or its fields in the columns, as decoding each event
+and calling `event_problem` would decide.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Column:
 
     values: list[str]
     codes: np.ndarray
-    """Index into `values` per event (intp); the code of "" for an invalid event."""
+    """Index into `values` per event (intp), which is the code of "" for an invalid event."""
 
     def decoded(self) -> list[str]:
         """Return the value of every event, in order."""
@@ -44,11 +44,11 @@ class EventColumns:
 
     count: int
     problems: dict[int, str]
-    """Reason per invalid event, in index order; these go to dead letters."""
+    """Reason per invalid event, in index order, for the dead letters."""
     valid: np.ndarray
     """True for each event without a problem."""
     timestamps: np.ndarray
-    """Event time in Unix milliseconds (int64); 0 for an invalid event."""
+    """Event time in Unix milliseconds (int64), or 0 for an invalid event."""
     columns: dict[str, Column]
 
     def __getitem__(self, field: str) -> Column:
@@ -110,7 +110,7 @@ def _decide_unparsed(
         return
 
     native = read_event_columns(replacements, fields)
-    # A validated event re-encoded this way always parses; this guards the invariant.
+    # A validated event re-encoded this way always parses, so this only guards that.
     rejected = dict(native.problems) | dict.fromkeys(native.unparsed, NOT_AN_OBJECT)
     new_timestamps = np.frombuffer(native.timestamps, dtype="<i8")
     for position, index in enumerate(replaced):

@@ -67,8 +67,8 @@ NOT_AN_OBJECT = "event is not a JSON object"
 class Batch:
     """Events of consecutive messages from one partition, in offset order.
 
-    `raw` holds every event document. `events` holds the same events decoded, or
-    stays empty for a sink with `decode_events = False`.
+    `raw` contains every event document. `events` contains the same events decoded,
+    or stays empty for a sink with `decode_events = False`.
     """
 
     partition: int

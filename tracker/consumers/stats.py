@@ -30,7 +30,7 @@ __all__ = ["StatsSettings", "StatsSink", "create_sink"]
 
 logger = logging.getLogger(__name__)
 
-# The fields a ledger row needs, in `LedgerRow` order; the timestamp gives the hour.
+# The fields a ledger row needs, in `LedgerRow` order. The timestamp gives the hour.
 FIELDS = ("event_id", "params.key_prefix", "event_type", "params.tu_id")
 
 
@@ -71,8 +71,8 @@ def ledger_input(
         events = np.sort(events[len(events) - 1 - first_reversed])
         event_ids = [ids.values[code] for code in ids.codes[events].tolist()]
 
-    # Number the distinct (tenant, type, tu_id, hour) combinations one field at a time;
-    # every key stays below the squared batch size, far inside int64.
+    # Number the distinct (tenant, type, tu_id, hour) combinations one field at a time,
+    # so every key stays below the squared batch size, far inside int64.
     tenants = columns["params.key_prefix"]
     types = columns["event_type"]
     tu_ids = columns["params.tu_id"]

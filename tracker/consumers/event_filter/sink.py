@@ -7,6 +7,11 @@ same partition, unchanged unless a tag rule added `params._tag`. Dropped events 
 published to `events-filtered` with one extra top-level field, `filter_reason`, whose
 value is `bot`, `rate_tenant`, `rate_ip` or `rule:<rule_id>`.
 
+The sink works on columns read from the raw documents (`tracker.consumers.columns`):
+bot verdicts are taken once per distinct user agent and the limiters count per
+distinct key. Kept events are forwarded as the bytes they came in. An event is
+decoded into a dict only for its tenant's rules, a tag or `events-filtered`.
+
 Drop counts per tenant, hour and reason go to the registry's `filter_drops` in the
 same transaction as the batch's offset, and the runtime resumes from that offset, so
 counters stay exact across crashes. Publishing to the two topics happens before that
@@ -56,7 +61,7 @@ __all__ = ["EventFilterSink", "FilterSettings"]
 logger = logging.getLogger(__name__)
 
 TAG_PARAM = "_tag"
-# The event fields the filter reads; rules that need more decode the event.
+# The event fields the filter reads. Rules, which may need any field, decode the event.
 FIELDS = ("params.key_prefix", "ip", "user_agent")
 
 
