@@ -56,7 +56,8 @@ class StatsRow:
 
 
 # The batch's ids travel as one JSON array, so one statement inserts any number of them.
-# RETURNING (SQLite 3.35+) lists only the rows inserted, not the ones ignored.
+# RETURNING (SQLite 3.35+) lists only the rows inserted, not the ones ignored, and
+# json_each is built into SQLite since 3.38.
 _INSERT_IDS = """
 INSERT OR IGNORE INTO stats_ledger (event_id, recorded_at)
 SELECT value, ? FROM json_each(?)
