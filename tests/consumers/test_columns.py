@@ -213,3 +213,29 @@ def test_columns_match_reference_on_mutated_events(
             documents.append(orjson.dumps(event))
 
     assert_matches_reference(documents)
+
+
+MUTATION_BYTES = b'{}[]",:\\u0123456789abcdefE .-\x00\xff\xc3\xa9tnrl'
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(list(CASES.values())),
+    st.lists(
+        st.tuples(st.integers(min_value=0), st.sampled_from(list(MUTATION_BYTES)), st.booleans()),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_columns_match_reference_on_mutated_bytes(
+    document: bytes, edits: list[tuple[int, int, bool]]
+) -> None:
+    mutated = bytearray(document)
+    for position, byte, insert in edits:
+        index = position % (len(mutated) + 1)
+        if insert or index == len(mutated):
+            mutated.insert(index, byte)
+        else:
+            mutated[index] = byte
+
+    assert_matches_reference([bytes(mutated)])
