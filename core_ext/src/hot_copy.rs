@@ -3,11 +3,11 @@
 //! The hot writer passes the raw JSON documents of a consumer batch. Each one is
 //! checked with the rules and reasons of `tracker.consumers.events.event_problem`,
 //! and each valid, unexpired event becomes one row in `tracker.hot.schema.COLUMNS`
-//! order. The stream follows "Binary Format" in the PostgreSQL 15 COPY manual: an
-//! 11-byte signature, a flags word and a header-extension length, then per row a
-//! 16-bit field count and each field as a 32-bit length and its binary send form
-//! (uuid: 16 bytes, bigint: 8 bytes big-endian, text: UTF-8, jsonb: version 1 and
-//! JSON text), then a 16-bit -1 trailer.
+//! order. The stream follows "Binary Format" in the PostgreSQL 15 COPY manual. It
+//! starts with an 11-byte signature, a flags word and a header-extension length.
+//! Each row is a 16-bit field count, then each field as a 32-bit length and its
+//! binary send form: uuid as 16 bytes, bigint as 8 bytes big-endian, text as UTF-8,
+//! and jsonb as version byte 1 and JSON text. A 16-bit -1 ends the stream.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -20,7 +20,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 
 use crate::gil;
 
-// The limits of `tracker.consumers.events`; the Python tests check both sides agree.
+// The limits of `tracker.consumers.events`, which the Python tests check against these.
 pub const MAX_PARAMS: usize = 64;
 pub const MAX_KEY_LEN: usize = 128;
 pub const MAX_VALUE_LEN: usize = 2048;
@@ -64,7 +64,7 @@ enum ParamValue<'a> {
 /// which is how a Python dict built from the same JSON looks.
 struct Params<'a> {
     entries: Vec<(Cow<'a, str>, ParamValue<'a>)>,
-    /// More than `MAX_PARAMS` distinct keys; the entries were not all kept.
+    /// Whether the object has more than `MAX_PARAMS` distinct keys, so not all were kept.
     too_many: bool,
 }
 
@@ -212,7 +212,7 @@ impl<'de> Deserialize<'de> for Field<'de> {
     }
 }
 
-/// The wire fields of one document; a repeated key keeps its last value, as in Python.
+/// The wire fields of one document, where a repeated key keeps its last value as in Python.
 #[derive(Default)]
 struct Document<'a> {
     event_id: Option<Field<'a>>,
@@ -269,7 +269,7 @@ struct Row<'a> {
     params: &'a [(Cow<'a, str>, ParamValue<'a>)],
 }
 
-/// Whether `text` has more than `limit` characters, as Python's `len` counts them.
+/// Returns whether `text` has more than `limit` characters, as Python's `len` counts them.
 fn longer_than(text: &str, limit: usize) -> bool {
     // UTF-8 has at least one byte per character, so a short string needs no count.
     text.len() > limit && text.chars().count() > limit
@@ -354,7 +354,7 @@ fn params_problem<'a>(params: Option<&'a Field<'a>>) -> Result<(&'a Params<'a>, 
     }
 }
 
-/// Checks one document with the rules of `event_problem`; returns the row or the reason.
+/// Checks one document with the rules of `event_problem` and returns the row or the reason.
 fn check<'a>(document: &'a Document<'a>) -> Result<Row<'a>, String> {
     let event_id = match &document.event_id {
         Some(Field::Text(text)) => parse_event_id(text),
@@ -367,7 +367,9 @@ fn check<'a>(document: &'a Document<'a>) -> Result<Row<'a>, String> {
     };
     let timestamp = match document.timestamp {
         Some(Field::Int(value)) if (MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&value) => value,
-        _ => return Err("timestamp: missing or not Unix milliseconds between 2000 and 2100".into()),
+        _ => {
+            return Err("timestamp: missing or not Unix milliseconds between 2000 and 2100".into())
+        }
     };
     let mut strings = [""; 6];
     for (position, name) in STRING_FIELDS.iter().enumerate() {
@@ -435,7 +437,9 @@ fn write_row(out: &mut Vec<u8>, row: &Row<'_>) {
     out.extend_from_slice(&COLUMN_COUNT.to_be_bytes());
     field(out, |out| out.extend_from_slice(&row.event_id));
     field(out, |out| out.extend_from_slice(row.event_type.as_bytes()));
-    field(out, |out| out.extend_from_slice(&row.timestamp.to_be_bytes()));
+    field(out, |out| {
+        out.extend_from_slice(&row.timestamp.to_be_bytes())
+    });
     field(out, |out| out.extend_from_slice(row.key_prefix.as_bytes()));
     for text in row.strings {
         field(out, |out| push_text(out, text));
@@ -468,11 +472,14 @@ pub struct Encoded {
     pub duplicates: usize,
 }
 
-/// Checks and encodes `documents`; events with a timestamp below `cutoff_ms` are
+/// Checks and encodes `documents`. Events with a timestamp below `cutoff_ms` are
 /// counted as expired, and those at or after `horizon_ms` are rejected.
 pub fn encode<D: AsRef<[u8]>>(documents: &[D], cutoff_ms: i64, horizon_ms: i64) -> Encoded {
     let mut encoded = Encoded::default();
-    let total: usize = documents.iter().map(|document| document.as_ref().len()).sum();
+    let total: usize = documents
+        .iter()
+        .map(|document| document.as_ref().len())
+        .sum();
     encoded.payload.reserve(SIGNATURE.len() + 8 + total + 2);
     encoded.payload.extend_from_slice(SIGNATURE);
     encoded.payload.extend_from_slice(&0i32.to_be_bytes());
@@ -591,7 +598,9 @@ mod tests {
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-        haystack.windows(needle.len()).any(|window| window == needle)
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
     }
 
     fn run(documents: &[String]) -> Encoded {
@@ -623,7 +632,10 @@ mod tests {
     #[test]
     fn rejects_with_python_reasons() {
         let cases = [
-            (event(r#","event_id":"X""#), "event_id: missing or not a lowercase UUID"),
+            (
+                event(r#","event_id":"X""#),
+                "event_id: missing or not a lowercase UUID",
+            ),
             (
                 event(r#","params":{"key_prefix":"acme","n":1}"#),
                 "params.n: expected a string",
