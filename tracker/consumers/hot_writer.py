@@ -302,7 +302,7 @@ class HotWriter(Sink):
                 "hot_staging", source=payload, columns=COLUMNS, format="binary"
             )
             status = await connection.execute(dialect.merge_staging())
-        # The status is "INSERT 0 <rows>"; every row new means the repeats are over.
+        # The status is "INSERT 0 <rows>". When every row was new, the repeats are over.
         self._copy_direct = int(status.rsplit(" ", 1)[-1]) == copy.rows
 
     async def _write_one_by_one(
