@@ -4,7 +4,7 @@ Starts `tracker up` on free 127.0.0.1 ports with the hot writer on HOT_DSN (a pr
 dropped afterwards). Sender threads post 100-event `/batch` bodies on a fixed schedule for
 `--rate` events per second, while a probe thread sends one `/p` postback every `--probe-every`
 seconds with a unique `probe` param. A watcher queries the hot table directly every 50 ms and
-takes the first time it sees each probe's row. The latency of a probe is that time minus the
+records the first time each probe's row appears. The latency of a probe is that time minus the
 time its `/p` response arrived, so it includes up to 50 ms of polling delay. The run stops by
 itself after `--seconds` of load plus at most `--drain-seconds` of waiting for late probes.
 
@@ -98,9 +98,9 @@ class Load:
 
 
 def send_probes(
-    ingest: str, tenant: str, run_id: str, every: float, stop: threading.Event, answered: dict
+    ingest: str, tenant: str, run_id: str, every: float, stop: threading.Event, responses: dict
 ) -> None:
-    """Send one `/p` per `every` seconds; store when each response arrived, by probe number."""
+    """Send one `/p` per `every` seconds and store when each response arrived, by probe number."""
     with httpx.Client(timeout=30) as client:
         number = 0
         next_send = time.monotonic()
@@ -116,7 +116,7 @@ def send_probes(
             except httpx.HTTPError:
                 continue
             if response.status_code < 400:
-                answered[str(number)] = time.monotonic()
+                responses[str(number)] = time.monotonic()
             number += 1
 
 
