@@ -202,3 +202,27 @@ def encode_record_batch(events: Sequence[bytes]) -> bytes:
 
 def decode_record_batch(blob: bytes) -> list[bytes]:
     """Return the event JSON documents of a record batch; RecordBatchError if corrupt."""
+
+# Hot tier rows: PostgreSQL binary COPY of the `events` table.
+@final
+class HotCopy:
+    payload: bytes
+    """COPY ... (FORMAT binary) stream of the rows, in `tracker.hot.schema.COLUMNS` order."""
+    rows: int
+    indices: list[int]
+    """Index in `documents` of each row, in row order."""
+    days: list[int]
+    """Start (Unix ms) of each UTC day the rows fall in, ascending."""
+    rejected: list[tuple[int, str]]
+    """(index, reason) of each invalid event, with the reasons of `event_problem`."""
+    expired: int
+    """Valid events older than the cutoff, left out."""
+    duplicates: int
+    """Repeats of an (event_id, timestamp) already in this batch, left out."""
+
+def encode_hot_copy(documents: Sequence[bytes], *, cutoff_ms: int, horizon_ms: int) -> HotCopy:
+    """Check event JSON documents and encode the valid ones as hot `events` rows.
+
+    Events with a timestamp before `cutoff_ms` are counted as expired; those at or
+    after `horizon_ms` are rejected. Releases the GIL for batches of 16 KiB and more.
+    """

@@ -10,6 +10,7 @@ pub mod encrypt;
 pub mod errors;
 pub mod event;
 pub mod gil;
+pub mod hot_copy;
 pub mod partition;
 pub mod prefix;
 pub mod record;
@@ -50,5 +51,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_function(wrap_pyfunction!(record::encode_record_batch, m)?)?;
     m.add_function(wrap_pyfunction!(record::decode_record_batch, m)?)?;
+
+    m.add_class::<hot_copy::HotCopy>()?;
+    m.add_function(wrap_pyfunction!(hot_copy::encode_hot_copy, m)?)?;
     Ok(())
 }
