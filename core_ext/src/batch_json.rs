@@ -229,7 +229,7 @@ pub type Params<'de> = Vec<(Cow<'de, str>, Cow<'de, str>)>;
 /// one by one; past that `seen` becomes a set of every key, so a hostile object of
 /// many keys costs linear time.
 pub fn is_repeated_key<'de>(
-    params: &Params<'de>,
+    params: &[(Cow<'de, str>, Cow<'de, str>)],
     seen: &mut HashSet<Cow<'de, str>>,
     key: &Cow<'de, str>,
 ) -> bool {

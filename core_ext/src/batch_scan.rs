@@ -43,6 +43,7 @@ pub fn scan_events(text: &str, max_events: usize) -> Option<Vec<RawOutcome<'_>>>
 }
 
 impl<'de> Scanner<'de> {
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.position) {
             self.position += 1;
@@ -50,6 +51,7 @@ impl<'de> Scanner<'de> {
     }
 
     /// Skips whitespace and consumes `byte` if it comes next.
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> bool {
         self.skip_whitespace();
         if self.bytes.get(self.position) == Some(&byte) {
@@ -59,6 +61,7 @@ impl<'de> Scanner<'de> {
         false
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Scan<()> {
         if self.eat(byte) {
             Ok(())
@@ -83,9 +86,9 @@ impl<'de> Scanner<'de> {
 
     fn events(&mut self, max_events: usize) -> Scan<Vec<RawOutcome<'de>>> {
         self.expect(b'[')?;
-        // A compact event is rarely under 64 bytes; the cap keeps a body of
-        // whitespace from reserving much.
-        let estimate = (self.bytes.len() / 64).min(max_events).min(10_000);
+        // A guess that fits typical events of a few hundred bytes; the vector
+        // grows past it as usual.
+        let estimate = (self.bytes.len() / 256).min(max_events);
         let mut events = Vec::with_capacity(estimate);
         if self.eat(b']') {
             return Ok(events);
@@ -146,24 +149,30 @@ impl<'de> Scanner<'de> {
         if self.eat(b'}') {
             return Ok(params);
         }
-        let mut seen = HashSet::new();
         loop {
             let key = self.string()?;
             self.expect(b':')?;
             let value = self.string()?;
-            if is_repeated_key(&params, &mut seen, &key) {
-                return Err(Unsupported);
-            }
             params.push((key, value));
             if self.eat(b',') {
                 continue;
             }
             self.expect(b'}')?;
-            return Ok(params);
+            break;
         }
+        // Checked once the object is read, because any repeat sends the body to
+        // `read_events` and which key repeats first does not matter here.
+        let mut seen = HashSet::new();
+        for (index, (key, _)) in params.iter().enumerate() {
+            if is_repeated_key(&params[..index], &mut seen, key) {
+                return Err(Unsupported);
+            }
+        }
+        Ok(params)
     }
 
     /// Reads a JSON string, borrowing it from the body when it has no escapes.
+    #[inline(always)]
     fn string(&mut self) -> Scan<Cow<'de, str>> {
         self.expect(b'"')?;
         let start = self.position;
@@ -253,6 +262,7 @@ impl<'de> Scanner<'de> {
 
     /// Returns the position of the first quote, backslash or control character at
     /// or after `from`, or the body length when there is none.
+    #[inline(always)]
     fn find_special(&self, from: usize) -> usize {
         let mut index = from;
         while let Some(chunk) = self.bytes.get(index..index + 8) {
