@@ -30,7 +30,7 @@ const REQUEST: RequestFields<'static> = RequestFields {
 
 /// Returns the CPU time of this process in seconds.
 fn cpu_seconds() -> f64 {
-    let mut usage = libc_timespec {
+    let mut usage = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
@@ -40,7 +40,7 @@ fn cpu_seconds() -> f64 {
 }
 
 #[repr(C)]
-struct libc_timespec {
+struct Timespec {
     tv_sec: i64,
     tv_nsec: i64,
 }
@@ -48,7 +48,7 @@ struct libc_timespec {
 const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
 
 extern "C" {
-    fn clock_gettime(clock: i32, time: *mut libc_timespec) -> i32;
+    fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
 }
 
 fn time_per_call(rounds: usize, mut work: impl FnMut()) -> (f64, f64) {

@@ -29,7 +29,7 @@ use crate::uuid7::{unix_ms, write_uuid, IdBlock};
 /// Largest buffer of JSON lines reserved before writing one partition's events.
 const MAX_RESERVED_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Line buffers a thread keeps for its next body, and the largest one kept, so
-/// a thread holds at most 16 MiB between bodies.
+/// a thread keeps at most 16 MiB between bodies.
 const MAX_KEPT_LINE_BUFFERS: usize = 4;
 const MAX_KEPT_LINE_BYTES: usize = 4 * 1024 * 1024;
 

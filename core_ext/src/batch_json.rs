@@ -226,8 +226,8 @@ impl<'de> Visitor<'de> for Text<'_> {
 pub type Params<'de> = Vec<(Cow<'de, str>, Cow<'de, str>)>;
 
 /// Returns whether `key` is already among `params`. Up to 16 params are compared
-/// one by one; past that `seen` becomes a set of every key, so a hostile object of
-/// many keys costs linear time.
+/// one by one. Past that, `seen` becomes a set of every key, so a hostile object
+/// of many keys costs linear time.
 #[allow(clippy::ptr_arg)] // `key` is cloned into `seen`, borrowed or owned as it came.
 pub fn is_repeated_key<'de>(
     params: &[(Cow<'de, str>, Cow<'de, str>)],

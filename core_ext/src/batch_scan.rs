@@ -2,10 +2,10 @@
 //!
 //! It reads the events that `batch_json::read_events` would read, for bodies in
 //! which every event is an object of known fields with string values, `params`
-//! is an object of strings, and no key is given twice. On any other input (a
-//! syntax error, another type of value, an unknown or repeated key, too many
-//! events) it returns `None` before anything is stamped, and the caller reads the
-//! body again with `read_events`, which words the rejection or the error. Like
+//! is an object of strings, and no key is given twice. Any other input (a syntax
+//! error, another type of value, an unknown or repeated key, too many events)
+//! returns `None` before anything is stamped. The caller then reads the body
+//! again with `read_events`, which words the rejection or the error. Like
 //! serde_json, it borrows a string from the body when it has no escapes, so
 //! `Cow::Borrowed` means the same in both readers.
 

@@ -240,9 +240,9 @@ const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// Returns a mask with the high bit set in each of the 8 bytes of `word` that is
 /// below 0x20, a quote or a backslash, reading the word little-endian. Each test is
-/// the "some byte is zero / below n" bit trick: the lowest flagged byte is always
-/// exact, and a byte above it may be flagged falsely by a borrow, so a caller
-/// that needs more than the first position checks the rest byte by byte.
+/// the "some byte is zero / below n" bit trick, whose lowest flagged byte is always
+/// exact. A byte above it may be flagged falsely by a borrow, so a caller that
+/// needs more than the first position checks the rest byte by byte.
 pub fn escape_mask(word: u64) -> u64 {
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let quote = word ^ (ONES * u64::from(b'"'));

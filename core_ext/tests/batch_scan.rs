@@ -1,4 +1,4 @@
-//! The fast `/batch` reader against the serde_json reader it stands in for.
+//! The fast `/batch` reader against the serde_json reader it replaces on common bodies.
 //!
 //! For every body, `scan_events` must either decline (`None`) or return exactly
 //! what `read_events` returns, including which strings are borrowed from the
