@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod batch_json;
+pub mod batch_scan;
 pub mod encrypt;
 pub mod errors;
 pub mod event;
