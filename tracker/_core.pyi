@@ -228,3 +228,27 @@ def read_event_columns(documents: Sequence[bytes], fields: Sequence[str]) -> Eve
     `accept_language`, `request_path`, `request_host` or `params.<key>`; ValueError
     names an unknown one.
     """
+
+# Hot tier rows: PostgreSQL binary COPY of the `events` table.
+@final
+class HotCopy:
+    payload: bytes
+    """COPY ... (FORMAT binary) stream of the rows, in `tracker.hot.schema.COLUMNS` order."""
+    rows: int
+    indices: list[int]
+    """Index in `documents` of each row, in row order."""
+    days: list[int]
+    """Start (Unix ms) of each UTC day the rows fall in, ascending."""
+    rejected: list[tuple[int, str]]
+    """(index, reason) of each invalid event, with the reasons of `event_problem`."""
+    expired: int
+    """Valid events older than the cutoff, left out."""
+    duplicates: int
+    """Repeats of an (event_id, timestamp) already in this batch, left out."""
+
+def encode_hot_copy(documents: Sequence[bytes], *, cutoff_ms: int, horizon_ms: int) -> HotCopy:
+    """Check event JSON documents and encode the valid ones as hot `events` rows.
+
+    Events with a timestamp before `cutoff_ms` are counted as expired; those at or
+    after `horizon_ms` are rejected. Releases the GIL for batches of 16 KiB and more.
+    """

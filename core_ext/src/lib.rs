@@ -6,11 +6,13 @@
 
 pub mod batch;
 pub mod batch_json;
+pub mod batch_scan;
 pub mod encrypt;
 pub mod errors;
 pub mod event;
 pub mod event_columns;
 pub mod gil;
+pub mod hot_copy;
 pub mod partition;
 pub mod prefix;
 pub mod record;
@@ -54,5 +56,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_class::<event_columns::EventColumns>()?;
     m.add_function(wrap_pyfunction!(event_columns::read_event_columns, m)?)?;
+
+    m.add_class::<hot_copy::HotCopy>()?;
+    m.add_function(wrap_pyfunction!(hot_copy::encode_hot_copy, m)?)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from tracker.broker.settings import BrokerSettings
+from tracker.sqlite_wal import enable_wal
 
 __all__ = ["GROUPS_SCHEMA", "PARTITION_SCHEMA", "Database", "delete_expired", "delete_through"]
 
@@ -55,7 +56,7 @@ class Database:
             path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
         )
         self.connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self.connection.execute("PRAGMA journal_mode = WAL")
+        enable_wal(self.connection, busy_timeout_ms)
         self.connection.execute(f"PRAGMA synchronous = {sync.upper()}")
         with self.transaction():
             for statement in filter(None, (s.strip() for s in schema.split(";"))):
