@@ -165,6 +165,12 @@ class Producer:
         and a list append. Raises QueueFull when the queue contains
         `queue_events` events already.
         """
+        return self._queue_event(partition, event_json, None)[0]
+
+    def _queue_event(
+        self, partition: int, event_json: bytes, loop: asyncio.AbstractEventLoop | None
+    ) -> tuple[Future[None], asyncio.Future[None] | None]:
+        """Queue one event; with `loop`, also return an asyncio future of that loop for it."""
         self._check_partition(partition)
         event = as_bytes(event_json)
         with self._lock:
@@ -180,17 +186,24 @@ class Producer:
             entry.size += len(event)
             self._queued_events += 1
             self._queued_bytes += len(event)
+            waiter = entry.ticket.add_waiter(loop) if loop is not None else None
             wake = not self._signalled
             self._signalled = True
         if wake:
             self._signal()
-        return entry.ticket.future
+        return entry.ticket.future, waiter
 
     def submit_records(self, records: Sequence[tuple[int, int, bytes]]) -> Future[None]:
         """Queue encoded record batches as (partition, event count, batch); resolve when durable.
 
         Raises QueueFull when the events would not fit in the queue bound.
         """
+        return self._queue_records(records, None)[0]
+
+    def _queue_records(
+        self, records: Sequence[tuple[int, int, bytes]], loop: asyncio.AbstractEventLoop | None
+    ) -> tuple[Future[None], asyncio.Future[None] | None]:
+        """Queue record batches; with `loop`, also return an asyncio future of that loop for them."""
         events = 0
         for partition, count, _ in records:
             self._check_partition(partition)
@@ -200,7 +213,7 @@ class Producer:
         ticket = Ticket(len(records))
         if not records:
             ticket.future.set_result(None)
-            return ticket.future
+            return ticket.future, None
         entries = [Entry(p, count, ticket, batch=as_bytes(batch)) for p, count, batch in records]
         size = sum(len(entry.batch or b"") for entry in entries)
         for entry in entries:
@@ -210,6 +223,7 @@ class Producer:
             for entry in entries:
                 # Later single events of this partition must queue behind this batch.
                 self._open_singles.pop(entry.partition, None)
+            waiter = ticket.add_waiter(loop) if loop is not None else None
             self._queue.extend(entries)
             self._queued_events += events
             self._queued_bytes += size
@@ -217,15 +231,23 @@ class Producer:
             self._signalled = True
         if wake:
             self._signal()
-        return ticket.future
+        return ticket.future, waiter
 
     async def send_event(self, partition: int, event_json: bytes) -> None:
-        """Submit one event and wait until it is durable; for async handlers."""
-        await asyncio.wrap_future(self.submit_event(partition, event_json))
+        """Submit one event and wait until it is durable; for async handlers.
+
+        Raises QueueFull or BrokerError like `submit_event`, and the
+        publishing error when the event could not be made durable.
+        """
+        _, waiter = self._queue_event(partition, event_json, asyncio.get_running_loop())
+        assert waiter is not None
+        await waiter
 
     async def send_records(self, records: Sequence[tuple[int, int, bytes]]) -> None:
         """Submit record batches and wait until they are durable; for async handlers."""
-        await asyncio.wrap_future(self.submit_records(records))
+        _, waiter = self._queue_records(records, asyncio.get_running_loop())
+        if waiter is not None:
+            await waiter
 
     def state(self) -> ProducerState:
         """Return the backend, connection state, queue depth and spool size."""
@@ -421,10 +443,8 @@ class Producer:
             ticket.remaining -= 1
             if ticket.future.done():
                 continue
-            if error is not None:
-                ticket.future.set_exception(error)
-            elif ticket.remaining == 0:
-                ticket.future.set_result(None)
+            if error is not None or ticket.remaining == 0:
+                ticket.settle(error)
         with self._drained:
             self._queued_events -= settled
             self._queued_bytes -= settled_bytes

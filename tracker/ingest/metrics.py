@@ -8,6 +8,8 @@ starts its server processes, so each process writes its samples there and
 from __future__ import annotations
 
 import os
+import threading
+from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,7 +51,20 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class IngestMetrics:
-    """The service's counters, histograms and gauges, with label children resolved once."""
+    """The service's counters, histograms and gauges.
+
+    Handlers only bump plain ints in dicts, which costs far less than a
+    prometheus_client call per request (a lock and an mmap write each in
+    multiprocess mode). `flush` adds what changed since the last flush to the
+    prometheus_client metrics; the server calls it every second, on every
+    scrape of `/metrics` and when it drains, so another process's scrape
+    sees this process's counts at most about a second late.
+
+    The counts grow only, and only handlers on the event loop thread bump
+    them, so `flush` can read them from any thread: it copies each dict or
+    list in one C-level call under the GIL and sends the difference from its
+    previous copy.
+    """
 
     def __init__(self) -> None:
         self.requests = Counter(
@@ -86,38 +101,81 @@ class IngestMetrics:
             "1 when every server process publishes to the broker, 0 when any spools or is disconnected.",
             multiprocess_mode="livemin",
         )
-        self._request_children: dict[tuple[str, int], Counter] = {}
-        self._latency_children: dict[str, Histogram] = {}
-        self._accepted_children: dict[str, Counter] = {}
-        self._rejected_children = {
-            reason: self.rejected.labels(reason) for reason in REJECTION_REASONS
-        }
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason)
+
+        # Counts since start, bumped by handlers.
+        self._request_counts: dict[tuple[str, int], int] = {}
+        self._accepted_counts: dict[str, int] = {}
+        self._rejected_counts: dict[str, int] = dict.fromkeys(REJECTION_REASONS, 0)
+        # Per endpoint: one count per bucket of _LATENCY_BUCKETS plus +Inf, then the sum of seconds.
+        self._latency_counts: dict[str, list[float]] = {}
+
+        # What `flush` has sent to prometheus_client so far, guarded by `_flush_lock`.
+        self._flush_lock = threading.Lock()
+        self._flushed_requests: dict[tuple[str, int], int] = {}
+        self._flushed_accepted: dict[str, int] = {}
+        self._flushed_rejected: dict[str, int] = dict.fromkeys(REJECTION_REASONS, 0)
+        self._flushed_latency: dict[str, list[float]] = {}
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one request and record its latency."""
         key = (endpoint, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(endpoint, str(status))
-        child.inc()
-        histogram = self._latency_children.get(endpoint)
-        if histogram is None:
-            histogram = self._latency_children[endpoint] = self.latency.labels(endpoint)
-        histogram.observe(seconds)
+        counts = self._request_counts
+        counts[key] = counts.get(key, 0) + 1
+        buckets = self._latency_counts.get(endpoint)
+        if buckets is None:
+            buckets = self._latency_counts[endpoint] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+        buckets[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        buckets[-1] += seconds
 
     def count_accepted(self, endpoint: str, events: int = 1) -> None:
-        child = self._accepted_children.get(endpoint)
-        if child is None:
-            child = self._accepted_children[endpoint] = self.accepted.labels(endpoint)
-        child.inc(events)
+        counts = self._accepted_counts
+        counts[endpoint] = counts.get(endpoint, 0) + events
 
     def count_rejected(self, reason: str, events: int = 1) -> None:
-        self._rejected_children[reason].inc(events)
+        # Indexing (not .get) keeps the fixed reason set: an unknown reason raises KeyError.
+        self._rejected_counts[reason] += events
 
     def set_producer_state(self, queue_events: int, spool_events: int, broker_up: bool) -> None:
         self.queue_depth.set(queue_events)
         self.spool_size.set(spool_events)
         self.broker_up.set(1 if broker_up else 0)
+
+    def flush(self) -> None:
+        """Add the counts recorded since the previous flush to the prometheus_client metrics."""
+        with self._flush_lock:
+            for key, total in self._request_counts.copy().items():
+                delta = total - self._flushed_requests.get(key, 0)
+                if delta:
+                    self.requests.labels(key[0], str(key[1])).inc(delta)
+                    self._flushed_requests[key] = total
+            for endpoint, total in self._accepted_counts.copy().items():
+                delta = total - self._flushed_accepted.get(endpoint, 0)
+                if delta:
+                    self.accepted.labels(endpoint).inc(delta)
+                    self._flushed_accepted[endpoint] = total
+            for reason, total in self._rejected_counts.copy().items():
+                delta = total - self._flushed_rejected[reason]
+                if delta:
+                    self.rejected.labels(reason).inc(delta)
+                    self._flushed_rejected[reason] = total
+            for endpoint, buckets in self._latency_counts.copy().items():
+                self._flush_latency(endpoint, buckets.copy())
+
+    def _flush_latency(self, endpoint: str, buckets: list[float]) -> None:
+        previous = self._flushed_latency.get(endpoint) or [0.0] * len(buckets)
+        if buckets == previous:
+            return
+        child = self.latency.labels(endpoint)
+        # prometheus_client (0.26) offers no call that adds many observations at once, so this
+        # adds to the child's per-bucket values the way Histogram.observe does for one.
+        for index, value in enumerate(child._buckets):
+            delta = buckets[index] - previous[index]
+            if delta:
+                value.inc(delta)
+        child._sum.inc(buckets[-1] - previous[-1])
+        self._flushed_latency[endpoint] = buckets
 
 
 def render_metrics() -> bytes:

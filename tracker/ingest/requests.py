@@ -23,6 +23,7 @@ __all__ = [
     "check_headers",
     "client_ip",
     "decode_component",
+    "peer_address",
     "read_query",
 ]
 
@@ -165,20 +166,22 @@ def client_ip(
     skipping trusted proxies, and the first untrusted hop is the client. A hop
     that is not an IP address ends the walk at the last good hop.
     """
-    peer_address = _parse_ip(peer or "")
-    if peer_address is None:
+    if not trusted:
+        return peer_address(peer)
+    peer_ip = _parse_ip(peer or "")
+    if peer_ip is None:
         return peer or ""
-    if not trusted or not _is_trusted(peer_address, trusted):
-        return str(peer_address)
+    if not _is_trusted(peer_ip, trusted):
+        return str(peer_ip)
 
     if forwarded_for:
         hops = [hop.strip() for hop in forwarded_for.split(",")]
     elif forwarded:
         hops = _forwarded_for_hops(forwarded)
     else:
-        return str(peer_address)
+        return str(peer_ip)
 
-    client = peer_address
+    client = peer_ip
     for hop in reversed(hops):
         address = _parse_ip(hop)
         if address is None:
@@ -187,6 +190,17 @@ def client_ip(
         if not _is_trusted(address, trusted):
             break
     return str(client)
+
+
+@functools.lru_cache(maxsize=8192)
+def peer_address(peer: str | None) -> str:
+    """Return the socket peer as `client_ip` reports it when no proxy is trusted.
+
+    That is the address without port or brackets, an IPv4-mapped IPv6 address
+    as IPv4, and text that is not an address unchanged.
+    """
+    address = _parse_ip(peer or "")
+    return (peer or "") if address is None else str(address)
 
 
 def _forwarded_for_hops(header: str) -> list[str]:
