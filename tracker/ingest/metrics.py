@@ -13,6 +13,7 @@ from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -66,40 +67,49 @@ class IngestMetrics:
     previous copy.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.requests = Counter(
             "tracker_ingest_requests_total",
             "HTTP requests by endpoint and status code.",
             ["endpoint", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
             "tracker_ingest_request_duration_seconds",
             "Time from handler start to response, by endpoint.",
             ["endpoint"],
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.accepted = Counter(
             "tracker_ingest_events_accepted_total",
             "Events made durable, by endpoint.",
             ["endpoint"],
+            registry=registry,
         )
         self.rejected = Counter(
-            "tracker_ingest_events_rejected_total", "Events rejected, by reason.", ["reason"]
+            "tracker_ingest_events_rejected_total",
+            "Events rejected, by reason.",
+            ["reason"],
+            registry=registry,
         )
         self.queue_depth = Gauge(
             "tracker_ingest_producer_queue_events",
             "Events waiting in the producer queues of all server processes.",
             multiprocess_mode="livesum",
+            registry=registry,
         )
         self.spool_size = Gauge(
             "tracker_ingest_spool_events",
             "Events held in the spool while the remote broker is unreachable.",
             multiprocess_mode="livemax",
+            registry=registry,
         )
         self.broker_up = Gauge(
             "tracker_ingest_broker_up",
             "1 when every server process publishes to the broker, 0 when any spools or is disconnected.",
             multiprocess_mode="livemin",
+            registry=registry,
         )
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason)
@@ -184,6 +194,4 @@ def render_metrics() -> bytes:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
-    from prometheus_client import REGISTRY
-
     return generate_latest(REGISTRY)
