@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -80,6 +81,16 @@ class Producer:
         self.settings = settings
         self.topic = topic
         self.spool = spool
+        # A round for one partition of the plain local log is appended on the producer thread,
+        # without the hop to the log's thread pool. A subclass that overrides publish (tests
+        # do) and a remote broker with its spool keep the asynchronous path.
+        self._publish_blocking = (
+            broker.publish_blocking
+            if spool is None
+            and isinstance(broker, LocalBroker)
+            and type(broker).publish is LocalBroker.publish
+            else None
+        )
         self.member_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
         self._lock = threading.Lock()
@@ -89,6 +100,8 @@ class Producer:
         self._queued_events = 0
         self._queued_bytes = 0
         self._signalled = False
+        # When the oldest queued entry arrived; the linger counts from here.
+        self._first_queued_at = 0.0
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -176,6 +189,8 @@ class Producer:
         with self._lock:
             self._check_room(1, len(event))
             entry = self._open_singles.get(partition)
+            if not self._queue:
+                self._first_queued_at = time.monotonic()
             if entry is None:
                 entry = Entry(partition, 0, Ticket(1), singles=[])
                 self._open_singles[partition] = entry
@@ -224,6 +239,8 @@ class Producer:
                 # Later single events of this partition must queue behind this batch.
                 self._open_singles.pop(entry.partition, None)
             waiter = ticket.add_waiter(loop) if loop is not None else None
+            if not self._queue:
+                self._first_queued_at = time.monotonic()
             self._queue.extend(entries)
             self._queued_events += events
             self._queued_bytes += size
@@ -354,12 +371,17 @@ class Producer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # The linger bounds how long the oldest queued event waits for company, as in
+            # Kafka's linger.ms. Events that queued up during the previous publish have waited
+            # that long already, so under load rounds follow each other without a pause.
             if (
                 linger > 0
                 and not self._closing
                 and self._queued_events < self.settings.batch_events
             ):
-                await asyncio.sleep(linger)
+                remaining = linger - (time.monotonic() - self._first_queued_at)
+                if remaining > 0:
+                    await asyncio.sleep(remaining)
             with self._lock:
                 entries = list(self._queue)
                 self._queue.clear()
@@ -377,10 +399,13 @@ class Producer:
         for entry in entries:
             by_partition.setdefault(entry.partition, []).append(entry)
         async with self._route_lock:
-            results = await asyncio.gather(
-                *(self._publish_partition(p, group) for p, group in by_partition.items()),
-                return_exceptions=True,
-            )
+            if len(by_partition) == 1 and self._publish_blocking is not None:
+                results = [self._publish_partition_blocking(*next(iter(by_partition.items())))]
+            else:
+                results = await asyncio.gather(
+                    *(self._publish_partition(p, group) for p, group in by_partition.items()),
+                    return_exceptions=True,
+                )
         for (partition, group), result in zip(by_partition.items(), results, strict=True):
             events = sum(entry.events for entry in group)
             error: BaseException | None = None
@@ -420,6 +445,19 @@ class Producer:
         self._spool_messages += len(payloads)
         self._spool_events += events
         self._spooled_events += events
+
+    def _publish_partition_blocking(
+        self, partition: int, entries: list[Entry]
+    ) -> BaseException | None:
+        """Publish one partition's entries on this thread; return the error instead of raising."""
+        assert self._publish_blocking is not None
+        try:
+            self._publish_blocking(self.topic, partition, self._encode(entries))
+        except Exception as error:  # settled by the caller like a failed gather result
+            return error
+        self._connected = True
+        self._published_events += sum(entry.events for entry in entries)
+        return None
 
     def _encode(self, entries: list[Entry]) -> list[bytes]:
         """Return the payloads in submission order, single events framed into record batches."""
