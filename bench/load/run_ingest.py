@@ -345,7 +345,7 @@ def main() -> None:
 
 
 def cpu_per_request(cpu_seconds: float, result: dict) -> float:
-    """Return the servers' CPU milliseconds per answered request of one wrk run."""
+    """Return the servers' CPU milliseconds per completed request of one wrk run."""
     return round(cpu_seconds * 1000 / max(1, result["requests"]), 3)
 
 

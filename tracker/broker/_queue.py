@@ -15,10 +15,9 @@ __all__ = ["Entry", "Ticket", "as_bytes"]
 class Ticket:
     """The future shared by one or more submits and how many of its entries are not durable yet.
 
-    Async callers register an asyncio future per submit in `waiters`; when the
+    Async callers register an asyncio future per submit in `waiters`. When the
     ticket settles, each event loop gets one cross-thread call that settles all
-    of its waiters, instead of one call per waiter as `asyncio.wrap_future`
-    would make.
+    of its waiters. `asyncio.wrap_future` would make one such call per waiter.
     """
 
     __slots__ = ("future", "remaining", "waiters")

@@ -15,8 +15,9 @@ crash or kill -9 of any process, because the WAL is in the OS page cache. With
 `synchronous=FULL`, the default, the WAL is fsynced on each commit, so the
 append also survives a power loss or kernel crash.
 
-SQLite calls run on a private thread pool, so the event loop never blocks on
-disk or on another process's write lock.
+The async methods run SQLite calls on a private thread pool, so the calling
+event loop never blocks on disk or on another process's write lock.
+`publish_blocking` is the exception, for a caller that may block its own thread.
 """
 
 from __future__ import annotations

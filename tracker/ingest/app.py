@@ -90,13 +90,15 @@ def _call_guards_directly(app: Robyn) -> None:
     Robyn 0.88 wraps every handler in Python code that, on each request, reads
     every request attribute (query, headers, body, URL, form data, files) to
     match them to handler parameters. The guards take the request alone and
-    always return a Response, so that work is pure overhead: about a third of
-    the Python time of a request to an empty handler. Robyn calls a
+    always return a Response, so that work is pure overhead. In a py-spy
+    profile of an empty handler under wrk load (`bench/load/baseline_server.py`),
+    the wrapper took about 40% of the time the event loop thread held the GIL.
+    Robyn calls a
     `FunctionInfo` with one parameter and no dependencies as `handler(request)`,
     so each route's FunctionInfo is replaced by one that points at the guard.
     This reaches into Robyn's router (`Robyn.router.routes`, a list of named
-    tuples), which is why pyproject.toml pins Robyn to one version; when that
-    shape is missing, the routes keep Robyn's wrapper and still work.
+    tuples), so pyproject.toml pins Robyn to one version. When that shape is
+    missing, the routes keep Robyn's wrapper and still work.
     """
     routes = getattr(getattr(app, "router", None), "routes", None)
     if not isinstance(routes, list):

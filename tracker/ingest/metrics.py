@@ -57,9 +57,9 @@ class IngestMetrics:
     Handlers only bump plain ints in dicts, which costs far less than a
     prometheus_client call per request (a lock and an mmap write each in
     multiprocess mode). `flush` adds what changed since the last flush to the
-    prometheus_client metrics; the server calls it every second, on every
-    scrape of `/metrics` and when it drains, so another process's scrape
-    sees this process's counts at most about a second late.
+    prometheus_client metrics. The server calls it every second, on every
+    scrape of `/metrics` and when it drains, so a scrape served by another
+    process includes this process's counts at most about a second late.
 
     The counts grow only, and only handlers on the event loop thread bump
     them, so `flush` can read them from any thread: it copies each dict or

@@ -94,7 +94,7 @@ def decode_component(text: str, field: str) -> str:
 
 
 # Links are clicked many times with the same destination and signature, so decoded values
-# repeat. An entry holds one encoded value (at most MAX_URL_BYTES) and its decoded text.
+# repeat. An entry contains one encoded value (at most MAX_URL_BYTES) and its decoded text.
 @functools.lru_cache(maxsize=1024)
 def _unescape(text: str) -> str | None:
     """Return `text` with `+` and `%XX` decoded, or None when it is not valid percent-encoded UTF-8."""
