@@ -54,7 +54,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class IngestMetrics:
     """The service's counters, histograms and gauges.
 
-    Handlers only bump plain ints in dicts, which costs far less than a
+    Handlers only bump plain numbers in dicts and lists, which costs far less than a
     prometheus_client call per request (a lock and an mmap write each in
     multiprocess mode). `flush` adds what changed since the last flush to the
     prometheus_client metrics. The server calls it every second, on every
