@@ -252,3 +252,32 @@ def encode_hot_copy(documents: Sequence[bytes], *, cutoff_ms: int, horizon_ms: i
     Events with a timestamp before `cutoff_ms` are counted as expired; those at or
     after `horizon_ms` are rejected. Releases the GIL for batches of 16 KiB and more.
     """
+
+# Archive rows: event documents into the cold tier's Arrow columns.
+@final
+class ArchiveRows:
+    """Rows of the archive table (ARCHIVE_SCHEMA) for the accepted documents, in input order.
+
+    Implements the Arrow PyCapsule interface: `pyarrow.record_batch(rows)` imports
+    the columns without copying them.
+    """
+
+    num_rows: int
+    rejected: list[tuple[int, str]]
+    """(document index, reason) of each rejected document, in input order."""
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        """Return (schema, array) capsules of a struct array; `requested_schema` is ignored."""
+
+    def __len__(self) -> int: ...
+
+def archive_rows(documents: Sequence[bytes]) -> ArchiveRows:
+    """Parse event JSON documents and build archive rows from the valid ones.
+
+    Rejections and their reasons are those `tracker.consumers.archive_table` gives for
+    decoded dicts. A document is rejected when it is not a JSON object or lacks a
+    non-empty `event_id`, `event_type` or `params.key_prefix`. It is also rejected
+    when `timestamp` is not an integer in 0..253402300799999 (Unix ms), `params` is
+    not an object of strings, or a top-level string field is present but not a
+    string. Raises ValueError when the documents total more than 2**31 - 1 bytes.
+    """

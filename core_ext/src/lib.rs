@@ -1,9 +1,12 @@
 //! `tracker._core`: the byte work of the tracker request hot path.
 //!
-//! Signed and encrypted click URLs, UUIDv7, partitions, events, `/batch` bodies
-//! and record batches. Every function takes and returns plain data and never
-//! calls back into Python; `tracker/_core.pyi` is the typed surface.
+//! Signed and encrypted click URLs, UUIDv7, partitions, events, `/batch` bodies,
+//! record batches, event columns, hot-tier COPY rows and the archive's Arrow rows.
+//! Every function takes and returns plain data and never calls back into Python;
+//! `tracker/_core.pyi` is the typed surface.
 
+pub mod archive;
+pub mod archive_json;
 pub mod batch;
 pub mod batch_json;
 pub mod batch_scan;
@@ -59,5 +62,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_class::<hot_copy::HotCopy>()?;
     m.add_function(wrap_pyfunction!(hot_copy::encode_hot_copy, m)?)?;
+
+    m.add_class::<archive::ArchiveRows>()?;
+    m.add_function(wrap_pyfunction!(archive::archive_rows, m)?)?;
     Ok(())
 }
