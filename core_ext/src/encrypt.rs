@@ -16,6 +16,7 @@ use crate::errors::{echo, CoreError};
 use crate::gil;
 use crate::prefix::{is_valid_key_prefix, KEY_PREFIX_FORM};
 use crate::sign::checked_expiry;
+use crate::text::utf8_argument;
 
 pub const BLOB_VERSION: u8 = 1;
 pub const KEY_LEN: usize = 32;
@@ -394,8 +395,9 @@ pub fn encrypt_destination(
 }
 
 #[pyfunction]
-pub fn blob_header(d: &str) -> PyResult<(Option<String>, u8)> {
-    let (prefix, key_id) = header(d)?;
+pub fn blob_header(d: &Bound<'_, PyAny>) -> PyResult<(Option<String>, u8)> {
+    let d = utf8_argument(d, "d", CoreError::Decryption)?;
+    let (prefix, key_id) = header(&d)?;
     Ok((prefix.map(str::to_owned), key_id))
 }
 
@@ -404,9 +406,10 @@ pub fn blob_header(d: &str) -> PyResult<(Option<String>, u8)> {
 pub fn decrypt_destination(
     py: Python<'_>,
     key: PyBackedBytes,
-    d: String,
+    d: &Bound<'_, PyAny>,
     now: i64,
 ) -> PyResult<Decrypted> {
+    let d = utf8_argument(d, "d", CoreError::Decryption)?;
     let opened = gil::run_sized(py, d.len(), || open(&key, &d, now))?;
     Ok(Decrypted {
         destination: opened.destination,

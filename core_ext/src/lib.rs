@@ -20,6 +20,7 @@ pub mod partition;
 pub mod prefix;
 pub mod record;
 pub mod sign;
+pub mod text;
 pub mod uuid7;
 
 use pyo3::prelude::*;

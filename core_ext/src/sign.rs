@@ -12,6 +12,7 @@ use sha2::Sha256;
 use crate::errors::{echo, CoreError};
 use crate::gil;
 use crate::prefix::{is_valid_key_prefix, KEY_PREFIX_FORM};
+use crate::text::utf8_argument;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -266,8 +267,9 @@ pub fn sign_click(
 }
 
 #[pyfunction]
-pub fn split_signature(sig: &str) -> PyResult<(Option<String>, String)> {
-    let (prefix, digest) = split(sig)?;
+pub fn split_signature(sig: &Bound<'_, PyAny>) -> PyResult<(Option<String>, String)> {
+    let sig = utf8_argument(sig, "sig", CoreError::Signature)?;
+    let (prefix, digest) = split(&sig)?;
     Ok((prefix.map(str::to_owned), lower_hex(&digest)))
 }
 
@@ -276,12 +278,14 @@ pub fn split_signature(sig: &str) -> PyResult<(Option<String>, String)> {
 pub fn verify_click(
     py: Python<'_>,
     secrets: Vec<PyBackedBytes>,
-    destination: String,
-    sig: String,
+    destination: &Bound<'_, PyAny>,
+    sig: &Bound<'_, PyAny>,
     params: Vec<(String, String)>,
     expires_at: Option<i64>,
     now: i64,
 ) -> PyResult<usize> {
+    let destination = utf8_argument(destination, "destination", CoreError::Signature)?;
+    let sig = utf8_argument(sig, "sig", CoreError::Signature)?;
     let expiry = checked_expiry(expires_at)?;
     if secrets.is_empty() {
         return Err(

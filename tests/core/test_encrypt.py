@@ -135,3 +135,12 @@ def test_error_messages_never_echo_key() -> None:
     with pytest.raises(_core.DecryptionError) as raised:
         _core.decrypt_destination(b"K" * 32, d, now=0)
     assert "KKKK" not in str(raised.value)
+
+
+def test_lone_surrogate_blob_is_decryption_error() -> None:
+    d = _core.encrypt_destination(KEY, 1, "https://example.com/a", key_prefix="acme")
+    mutated = d[:10] + "\ud800" + d[11:]
+    with pytest.raises(_core.DecryptionError, match="lone surrogate"):
+        _core.decrypt_destination(KEY, mutated, now=0)
+    with pytest.raises(_core.DecryptionError, match="lone surrogate"):
+        _core.blob_header(mutated)

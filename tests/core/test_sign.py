@@ -130,3 +130,22 @@ def test_long_destination_signs_without_gil_problems() -> None:
     destination = "https://example.com/" + "a" * 100_000
     sig = _core.sign_click(SECRET, destination)
     assert _core.verify_click([SECRET], destination, sig, now=0) == 0
+
+
+@pytest.mark.parametrize("field", ["destination", "sig"])
+def test_verify_lone_surrogate_is_signature_error(field: str) -> None:
+    destination = "https://example.com/a"
+    arguments = {"destination": destination, "sig": _core.sign_click(SECRET, destination)}
+    arguments[field] = arguments[field][:5] + "\ud800" + arguments[field][6:]
+    with pytest.raises(_core.SignatureError, match="lone surrogate"):
+        _core.verify_click([SECRET], arguments["destination"], arguments["sig"], now=0)
+
+
+def test_split_signature_lone_surrogate() -> None:
+    with pytest.raises(_core.SignatureError, match="lone surrogate"):
+        _core.split_signature("acme_" + "\ud800" * 64)
+
+
+def test_verify_non_string_sig_is_type_error() -> None:
+    with pytest.raises(TypeError):
+        _core.verify_click([SECRET], "https://example.com/a", 12345, now=0)  # type: ignore[arg-type]

@@ -1,0 +1,27 @@
+//! Python `str` arguments that must be valid Unicode before any byte work starts.
+//!
+//! A Python string can hold a lone surrogate (`"\ud800"`), which has no UTF-8 form. PyO3's
+//! own conversion raises `UnicodeEncodeError` for it; a decoder argument maps it instead to
+//! the decoder's documented exception, because such a token can never be authentic.
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use crate::errors::CoreError;
+
+/// Return `value` as a Rust string, a non-`str` as `TypeError`, and a lone surrogate as the
+/// error `invalid` builds from a message naming `name`.
+pub fn utf8_argument(
+    value: &Bound<'_, PyAny>,
+    name: &str,
+    invalid: fn(String) -> CoreError,
+) -> PyResult<String> {
+    let text = value.downcast::<PyString>()?;
+    match text.to_str() {
+        Ok(text) => Ok(text.to_owned()),
+        Err(_) => Err(invalid(format!(
+            "{name} is not valid Unicode: it contains a lone surrogate"
+        ))
+        .into()),
+    }
+}
