@@ -82,10 +82,9 @@ class Batch:
 
     def dead_letter(self, index: int, reason: str) -> None:
         """Route event `index` to the dead-letters topic with `reason` instead of the sink."""
-        if not 0 <= index < len(self.raw):
-            raise IndexError(
-                f"dead_letter index {index} is outside the batch of {len(self.raw)} events"
-            )
+        size = max(len(self.raw), len(self.events))
+        if not 0 <= index < size:
+            raise IndexError(f"dead_letter index {index} is outside the batch of {size} events")
         self.dead_letters.append((index, reason[:MAX_REASON_LEN]))
 
 
