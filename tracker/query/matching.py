@@ -82,44 +82,55 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl
         pl.col("event_id").cast(pl.String),
         pl.col("is_trigger").cast(pl.Boolean),
     )
-    # A dense integer per `on` value keeps the loop below on integer comparisons.
-    frame = frame.with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
-    triggers = frame.filter(pl.col("is_trigger"))
-    results = frame.filter(~pl.col("is_trigger"))
+    triggers = frame.filter(pl.col("is_trigger")).drop("is_trigger")
+    results = frame.filter(~pl.col("is_trigger")).drop("is_trigger")
 
-    # A group with one trigger needs no bookkeeping: its pair is the earliest result
-    # in the window, found as a vectorised join. Only groups with several triggers
-    # go through the sequential loop.
-    per_group = triggers.group_by("group").agg(pl.len().alias("triggers"))
-    single = triggers.join(per_group.filter(pl.col("triggers") == 1), on="group", how="semi")
-    several = triggers.join(per_group.filter(pl.col("triggers") > 1), on="group", how="semi")
+    # A value of `on` with one trigger needs no bookkeeping: its pair is the earliest
+    # result in the window, found with a hash join. Only values with several triggers
+    # go through the sequential loop. Every step here hashes the `on` strings instead
+    # of sorting them, which is what keeps a million pairs cheap.
+    triggers = triggers.with_columns(pl.len().over("on").alias("triggers"))
+    single = triggers.filter(pl.col("triggers") == 1)
+    several = triggers.filter(pl.col("triggers") > 1)
 
-    single_pairs = (
+    in_window = (
         single.select(
-            "group", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts")
+            "on", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts")
         )
         .join(
             results.select(
-                "group",
-                pl.col("event_id").alias("result_id"),
-                pl.col("timestamp").alias("result_ts"),
+                "on", pl.col("event_id").alias("result_id"), pl.col("timestamp").alias("result_ts")
             ),
-            on="group",
+            on="on",
         )
         .filter(
             (pl.col("result_ts") >= pl.col("trigger_ts"))
             & (pl.col("result_ts") - pl.col("trigger_ts") <= window_ms)
         )
-        .sort("group", "result_ts", "result_id")
-        .group_by("group", maintain_order=True)
-        .first()
-        .select(list(PAIRS_SCHEMA))
+        .with_columns(pl.len().over("on").alias("choices"))
     )
+    # Most triggers have exactly one result in their window; only the rest need sorting.
+    single_pairs = pl.concat(
+        [
+            in_window.filter(pl.col("choices") == 1),
+            in_window.filter(pl.col("choices") > 1)
+            .sort("on", "result_ts", "result_id")
+            .unique("on", keep="first", maintain_order=True),
+        ]
+    ).select(list(PAIRS_SCHEMA))
+
+    # A dense integer per `on` value keeps the loop on integer comparisons.
+    looped = pl.concat(
+        [
+            several.drop("triggers").with_columns(pl.lit(True).alias("is_trigger")),
+            results.join(several.select("on").unique(), on="on", how="semi").with_columns(
+                pl.lit(False).alias("is_trigger")
+            ),
+        ]
+    ).with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
     loop_pairs = _pair_loop(
-        several.sort("group", "timestamp", "event_id"),
-        results.join(several.select("group").unique(), on="group", how="semi").sort(
-            "group", "timestamp", "event_id"
-        ),
+        looped.filter(pl.col("is_trigger")).sort("group", "timestamp", "event_id"),
+        looped.filter(~pl.col("is_trigger")).sort("group", "timestamp", "event_id"),
         window_ms,
     )
     pairs = pl.concat([single_pairs, loop_pairs]).sort("trigger_ts", "trigger_id")
