@@ -58,6 +58,25 @@ def _placeholders(args: list[Any], value: Any) -> str:
     return f"${len(args)}"
 
 
+async def _server_settings(dsn: str, timeout_seconds: float) -> dict[str, str]:
+    """Return the session settings for the pool: the statement timeout, and no JIT on PostgreSQL.
+
+    On a 7-day grouped query over about a million rows, PostgreSQL 15 spent about
+    0.4 s compiling the plan, more than the compiled code saved. RisingWave has no
+    such setting, so the server is asked what it is first. The settings travel in
+    the startup packet because the pool's RESET ALL would undo a SET.
+    """
+    settings = {"statement_timeout": str(int(timeout_seconds * 1000))}
+    connection = await asyncpg.connect(dsn, timeout=timeout_seconds)
+    try:
+        version = await connection.fetchval("SELECT version()")
+    finally:
+        await connection.close()
+    if "risingwave" not in str(version).lower():
+        settings["jit"] = "off"
+    return settings
+
+
 class HotTier:
     """Query engine for stats, event listings and matches over the hot PostgreSQL table."""
 
@@ -83,13 +102,13 @@ class HotTier:
         self._shape: _TableShape | None = None
 
     async def open(self) -> None:
-        """Create the connection pool; every session gets the statement timeout."""
+        """Create the connection pool; every session gets the statement timeout and no JIT."""
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=1,
                 max_size=8,
-                server_settings={"statement_timeout": str(int(self._timeout * 1000))},
+                server_settings=await _server_settings(self._dsn, self._timeout),
             )
 
     async def close(self) -> None:
@@ -190,7 +209,24 @@ class HotTier:
     async def freshness(self, tenant: str | None = None) -> int | None:
         """Return the newest event timestamp in the table, over all tenants."""
         shape = await self._shape_now()
-        rows = await self._fetch(f"SELECT max({shape.ts_ms}) AS newest FROM {shape.table}", [])
+        if not shape.tenant_column:
+            sql = f"SELECT max({shape.ts_ms}) AS newest FROM {shape.table}"
+        else:
+            # The writer's table has no index that starts with the timestamp, so a plain
+            # max() reads a whole index. Walking its (key_prefix, timestamp) index once
+            # per tenant, as a loose index scan, reads a few pages per tenant instead.
+            # NOTE: the cost grows with the number of tenants in the hot window.
+            sql = (
+                f"WITH RECURSIVE tenants AS ("
+                f" (SELECT key_prefix FROM {shape.table} ORDER BY key_prefix LIMIT 1)"
+                f" UNION ALL SELECT (SELECT key_prefix FROM {shape.table}"
+                f" WHERE key_prefix > tenants.key_prefix ORDER BY key_prefix LIMIT 1)"
+                f" FROM tenants WHERE tenants.key_prefix IS NOT NULL)"
+                f" SELECT max((SELECT max({shape.ts_ms}) FROM {shape.table}"
+                f" WHERE key_prefix = tenants.key_prefix)) AS newest"
+                f" FROM tenants WHERE tenants.key_prefix IS NOT NULL"
+            )
+        rows = await self._fetch(sql, [])
         return rows[0]["newest"]
 
     async def stats(self, query: StatsQuery) -> StatsResult:
