@@ -85,16 +85,12 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl
     triggers = frame.filter(pl.col("is_trigger")).drop("is_trigger")
     results = frame.filter(~pl.col("is_trigger")).drop("is_trigger")
 
-    # A value of `on` with one trigger needs no bookkeeping: its pair is the earliest
-    # result in the window, found with a hash join. Only values with several triggers
-    # go through the sequential loop. Every step here hashes the `on` strings instead
-    # of sorting them, which is what keeps a million pairs cheap.
-    triggers = triggers.with_columns(pl.len().over("on").alias("triggers"))
-    single = triggers.filter(pl.col("triggers") == 1)
-    several = triggers.filter(pl.col("triggers") > 1)
-
+    # Every (trigger, result) pair with the same `on` value and the result in the
+    # trigger's window. Rows outside it never affect the pairing: a trigger with no
+    # result in its window takes nothing, and a result in no trigger's window is
+    # never taken. Joins and groups hash the `on` strings instead of sorting them.
     in_window = (
-        single.select(
+        triggers.select(
             "on", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts")
         )
         .join(
@@ -109,28 +105,34 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl
         )
         .with_columns(pl.len().over("on").alias("choices"))
     )
-    # Most triggers have exactly one result in their window; only the rest need sorting.
+    # Most `on` values have one trigger with one result in its window: that is the pair.
+    contended = in_window.filter(pl.col("choices") > 1)
+    per_value = contended.group_by("on").agg(pl.col("trigger_id").n_unique().alias("triggers"))
+    one_trigger = contended.join(per_value.filter(pl.col("triggers") == 1), on="on", how="semi")
+    several = contended.join(per_value.filter(pl.col("triggers") > 1), on="on", how="semi")
+
+    # One trigger takes its earliest result; several triggers go through the
+    # sequential loop, with a dense integer per `on` value for its comparisons.
     single_pairs = pl.concat(
         [
-            in_window.filter(pl.col("choices") == 1),
-            in_window.filter(pl.col("choices") > 1)
-            .sort("on", "result_ts", "result_id")
-            .unique("on", keep="first", maintain_order=True),
+            in_window.filter(pl.col("choices") == 1).select(list(PAIRS_SCHEMA)),
+            one_trigger.sort("on", "result_ts", "result_id")
+            .unique("on", keep="first", maintain_order=True)
+            .select(list(PAIRS_SCHEMA)),
         ]
-    ).select(list(PAIRS_SCHEMA))
-
-    # A dense integer per `on` value keeps the loop on integer comparisons.
-    looped = pl.concat(
-        [
-            several.drop("triggers").with_columns(pl.lit(True).alias("is_trigger")),
-            results.join(several.select("on").unique(), on="on", how="semi").with_columns(
-                pl.lit(False).alias("is_trigger")
-            ),
-        ]
-    ).with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
+    )
+    several = several.with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
     loop_pairs = _pair_loop(
-        looped.filter(pl.col("is_trigger")).sort("group", "timestamp", "event_id"),
-        looped.filter(~pl.col("is_trigger")).sort("group", "timestamp", "event_id"),
+        several.select(
+            "group", pl.col("trigger_ts").alias("timestamp"), pl.col("trigger_id").alias("event_id")
+        )
+        .unique()
+        .sort("group", "timestamp", "event_id"),
+        several.select(
+            "group", pl.col("result_ts").alias("timestamp"), pl.col("result_id").alias("event_id")
+        )
+        .unique()
+        .sort("group", "timestamp", "event_id"),
         window_ms,
     )
     pairs = pl.concat([single_pairs, loop_pairs]).sort("trigger_ts", "trigger_id")
