@@ -37,6 +37,15 @@ __all__ = ["HotTier"]
 
 logger = logging.getLogger(__name__)
 
+# Errors that mean the database cannot answer now: it is down, starting, shutting
+# down, or it closed the connection mid-query, as a server restart does.
+_UNREACHABLE = (
+    OSError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
 EVENT_COLUMNS = ("ip", "user_agent", "referer", "accept_language", "request_path", "request_host")
 
 
@@ -175,7 +184,7 @@ class HotTier:
             assert self._pool is not None
             async with self._pool.acquire() as connection:
                 return await connection.fetch(sql, *args, timeout=self._timeout + 1)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
+        except _UNREACHABLE as error:
             logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
             raise QueryError(
                 "tier_unavailable", "tier", "the hot tier database is unreachable"
@@ -200,7 +209,7 @@ class HotTier:
             assert self._pool is not None
             async with self._pool.acquire() as connection:
                 return await self._table_shape(connection)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
+        except _UNREACHABLE as error:
             logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
             raise QueryError(
                 "tier_unavailable", "tier", "the hot tier database is unreachable"
