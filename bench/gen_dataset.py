@@ -16,7 +16,7 @@ skew.
   before its indexes are built (optional).
 
 Generation is vectorised with NumPy, Arrow and Polars; only the warm aggregator,
-which takes decoded events, sees one Python dict per event.
+which takes decoded events, receives one Python dict per event.
 
 Run: `python bench/gen_dataset.py --events 1000000 --out bench/.data/1m [--pg-schema bench_1m]`
 """
@@ -140,8 +140,8 @@ def params_map(events: pl.DataFrame) -> pa.MapArray:
     offsets = np.zeros(count + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
 
-    # Entry e of row r holds key position e - offsets[r]; its value sits at
-    # position * count + r of the params columns laid end to end.
+    # Entry e of row r is key number e - offsets[r]. Its value is at index
+    # key * count + r of the params columns placed end to end.
     rows = np.repeat(np.arange(count, dtype=np.int64), lengths)
     positions = np.arange(offsets[-1], dtype=np.int64) - offsets[:-1].astype(np.int64)[rows]
     stacked = pa.concat_arrays([events[key].to_arrow().cast(pa.string()) for key in PARAM_KEYS])

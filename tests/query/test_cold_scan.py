@@ -1,4 +1,4 @@
-"""Cold tier scans: DataFusion's Parquet reader and the pyarrow dataset path give the same answers."""
+"""Cold tier scans: DataFusion's Parquet reader and the pyarrow dataset path return the same results."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ async def test_hot_timeout_is_query_error(pg_dsn: str, loaded_schema: str) -> No
 
 async def test_hot_terminated_connection_is_unavailable(pg_dsn: str, loaded_schema: str) -> None:
     # A server restart ends running queries with "terminating connection due to
-    # administrator command"; pg_terminate_backend does the same to one session.
+    # administrator command". pg_terminate_backend does the same to one session.
     sql = "SELECT pg_sleep(5) AS terminated_by_test"
     tier = HotTier(pg_dsn, loaded_schema, CODEC, timeout_seconds=10)
     admin = await asyncpg.connect(pg_dsn)

@@ -95,8 +95,8 @@ def _plain_local_parquet(table: DeltaTable) -> bool:
 
     Then DataFusion's own Parquet reader can scan them, which costs about half
     the CPU of a pyarrow dataset scan. Reader version 1 rules out column
-    mapping and deletion vectors, whose rows the files alone would misstate;
-    object stores need credentials that only the pyarrow dataset path passes on.
+    mapping and deletion vectors, which change what the files' rows mean.
+    Object stores need credentials that only the pyarrow dataset path passes on.
     """
     protocol = table.protocol()
     if protocol.min_reader_version > 1 or protocol.reader_features:

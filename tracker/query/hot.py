@@ -37,8 +37,8 @@ __all__ = ["HotTier"]
 
 logger = logging.getLogger(__name__)
 
-# Errors that mean the database cannot answer now: it is down, starting, shutting
-# down, or it closed the connection mid-query, as a server restart does.
+# Errors that mean the database cannot run a query now: it is down, starting or
+# shutting down, or it closed the connection mid-query, as a server restart does.
 _UNREACHABLE = (
     OSError,
     asyncpg.AdminShutdownError,
