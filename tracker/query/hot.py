@@ -10,6 +10,7 @@ server-side statement timeout bounds every query.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -108,17 +109,20 @@ class HotTier:
         self._timeout = timeout_seconds
         self._max_groups = max_groups
         self._pool: asyncpg.Pool | None = None
+        self._open_lock = asyncio.Lock()
         self._shape: _TableShape | None = None
 
     async def open(self) -> None:
         """Create the connection pool; every session gets the statement timeout and no JIT."""
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=1,
-                max_size=8,
-                server_settings=await _server_settings(self._dsn, self._timeout),
-            )
+        # Concurrent first queries would otherwise each create a pool and leak all but one.
+        async with self._open_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=8,
+                    server_settings=await _server_settings(self._dsn, self._timeout),
+                )
 
     async def close(self) -> None:
         if self._pool is not None:
