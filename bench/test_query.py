@@ -3,12 +3,14 @@
 Each tier runs a 7-day stats query for tenant `big` grouped by `param:sub1`;
 the baseline in the same run is the same tier's ungrouped count over the same
 window. Cold also runs match (click to postback on `click_id`) over the whole
-30 days. `extra_info` carries the peak RSS sampled during the rounds.
+30 days. `extra_info` carries the peak RSS sampled during the rounds, the
+median CPU time of this process per round and the 1-minute load average.
 
 Generate first, then run:
 
-    python bench/gen_dataset.py --events 1000000 --out bench/.data/1m --pg-schema bench_q1m
-    BENCH_DATA=bench/.data/1m BENCH_PG_SCHEMA=bench_q1m \\
+    python bench/gen_dataset.py --events 10000000 --postback-ratio 0.6 \\
+        --out bench/.data/10m --pg-schema bench_q10m
+    BENCH_DATA=bench/.data/10m BENCH_PG_SCHEMA=bench_q10m \\
         pytest bench/test_query.py --benchmark-only -p no:cacheprovider \\
         --benchmark-json=bench/results/query-<size>.json
 """
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,10 +92,20 @@ def tiers(loop: asyncio.AbstractEventLoop) -> Iterator[dict[str, Any]]:
 
 
 def run(benchmark: Any, loop: asyncio.AbstractEventLoop, call: Callable[[], Any]) -> Any:
+    cpu_seconds: list[float] = []
+
+    def measured() -> Any:
+        # CPU of this process in all its threads; the PostgreSQL server's CPU is not included.
+        started = time.process_time()
+        result = loop.run_until_complete(call())
+        cpu_seconds.append(time.process_time() - started)
+        return result
+
+    load_before = os.getloadavg()[0]
     with PeakRss() as rss:
-        result = benchmark.pedantic(
-            lambda: loop.run_until_complete(call()), rounds=ROUNDS, iterations=1, warmup_rounds=1
-        )
+        result = benchmark.pedantic(measured, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["cpu_median_s"] = round(statistics.median(cpu_seconds[1:]), 3)
+    benchmark.extra_info["load_1m_before_after"] = [load_before, os.getloadavg()[0]]
     benchmark.extra_info["peak_rss_mb"] = round(rss.peak / 2**20, 1)
     benchmark.extra_info["events"] = (DATA / "dataset.txt").read_text().split()[0]
     return result

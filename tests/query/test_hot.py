@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -68,6 +69,33 @@ async def test_hot_timeout_is_query_error(pg_dsn: str, loaded_schema: str) -> No
             await tier._fetch("SELECT pg_sleep(2)", [])
         assert error.value.code == "query_timeout"
     finally:
+        await tier.close()
+
+
+async def test_hot_terminated_connection_is_unavailable(pg_dsn: str, loaded_schema: str) -> None:
+    # A server restart ends running queries with "terminating connection due to
+    # administrator command". pg_terminate_backend does the same to one session.
+    sql = "SELECT pg_sleep(5) AS terminated_by_test"
+    tier = HotTier(pg_dsn, loaded_schema, CODEC, timeout_seconds=10)
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        running = asyncio.create_task(tier._fetch(sql, []))
+        backends: list[asyncpg.Record] = []
+        for _ in range(200):
+            backends = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE query = $1 AND state = 'active'", sql
+            )
+            if backends:
+                break
+            await asyncio.sleep(0.05)
+        assert backends
+        await admin.execute("SELECT pg_terminate_backend($1)", backends[0]["pid"])
+
+        with pytest.raises(QueryError) as error:
+            await running
+        assert error.value.code == "tier_unavailable"
+    finally:
+        await admin.close()
         await tier.close()
 
 

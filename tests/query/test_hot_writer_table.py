@@ -48,6 +48,8 @@ async def test_hot_reads_writer_table(
             result = await tier.stats(query)
             assert result.total == len(chosen)
             assert result.rows == reference.stats_rows(chosen, group_by, tz)
+            # Freshness walks the writer's (key_prefix, timestamp) index tenant by tenant.
+            assert result.data_through_ms == max(event["timestamp"] for event in dataset)
 
         seen: list[str] = []
         cursor = None

@@ -90,6 +90,41 @@ def _event_dict(row: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _plain_local_parquet(table: DeltaTable) -> bool:
+    """Return whether the table's active files alone hold its rows, on the local file system.
+
+    Then DataFusion's own Parquet reader can scan them, which costs about half
+    the CPU of a pyarrow dataset scan. Reader version 1 rules out column
+    mapping and deletion vectors, which change what the files' rows mean.
+    Object stores need credentials that only the pyarrow dataset path passes on.
+    """
+    protocol = table.protocol()
+    if protocol.min_reader_version > 1 or protocol.reader_features:
+        return False
+    return "://" not in table.table_uri or table.table_uri.startswith("file://")
+
+
+def _file_schema(table: DeltaTable) -> pa.Schema:
+    """Return the Arrow schema of the table's data files: the table schema without partition columns."""
+    partition_columns = set(table.metadata().partition_columns)
+    schema = pa.schema(table.schema().to_arrow())
+    return pa.schema([field for field in schema if field.name not in partition_columns])
+
+
+def _union_parquet(
+    context: SessionContext, files: list[str], schema: pa.Schema
+) -> datafusion.DataFrame:
+    """Return one DataFrame over the Parquet files, read with the given schema."""
+    frames = [context.read_parquet(path, schema=schema) for path in files]
+    # Pairwise unions keep the plan's depth logarithmic in the number of files.
+    while len(frames) > 1:
+        merged = [left.union(right) for left, right in zip(frames[::2], frames[1::2], strict=False)]
+        if len(frames) % 2:
+            merged.append(frames[-1])
+        frames = merged
+    return frames[0]
+
+
 class ColdTier:
     """Query engine for stats, event listings and matches over the Delta table of all events."""
 
@@ -136,25 +171,31 @@ class ColdTier:
             ("key_prefix", "=", event_filter.tenant),
             ("date", "in", _days(event_filter.start_ms, event_filter.end_ms)),
         ]
-        dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
-        if not dataset.files:
-            # DataFusion rejects a plan over a dataset without fragments, and there is nothing to read.
-            return None
         context = SessionContext()
-        context.register_dataset("events", dataset)
-
-        predicate = (
-            (col("key_prefix") == lit(event_filter.tenant))
-            & (col("timestamp") >= lit(event_filter.start_ms))
-            & (col("timestamp") < lit(event_filter.end_ms))
+        predicate = (col("timestamp") >= lit(event_filter.start_ms)) & (
+            col("timestamp") < lit(event_filter.end_ms)
         )
+        if _plain_local_parquet(table):
+            files = table.file_uris(file_pruning_predicate=partitions)
+            if not files:
+                return None
+            frame = _union_parquet(context, files, _file_schema(table))
+        else:
+            dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
+            if not dataset.files:
+                # DataFusion rejects a plan over a dataset without fragments, and there is nothing to read.
+                return None
+            context.register_dataset("events", dataset)
+            frame = context.table("events")
+            predicate = predicate & (col("key_prefix") == lit(event_filter.tenant))
+
         if event_filter.event_types:
             predicate = predicate & F.in_list(
                 col("event_type"), [lit(t) for t in event_filter.event_types]
             )
         for key, value in event_filter.params:
             predicate = predicate & (col("params")[key] == lit(value))
-        return context.table("events").filter(predicate)
+        return frame.filter(predicate)
 
     def _group_expression(self, key: str, tz: str) -> Expr:
         param_key = param_key_of(key)

@@ -10,6 +10,7 @@ server-side statement timeout bounds every query.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -37,6 +38,15 @@ __all__ = ["HotTier"]
 
 logger = logging.getLogger(__name__)
 
+# Errors that mean the database cannot run a query now: it is down, starting or
+# shutting down, or it closed the connection mid-query, as a server restart does.
+_UNREACHABLE = (
+    OSError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
 EVENT_COLUMNS = ("ip", "user_agent", "referer", "accept_language", "request_path", "request_host")
 
 
@@ -56,6 +66,25 @@ def _placeholders(args: list[Any], value: Any) -> str:
     """Append `value` to the bind arguments and return its `$n` placeholder."""
     args.append(value)
     return f"${len(args)}"
+
+
+async def _server_settings(dsn: str, timeout_seconds: float) -> dict[str, str]:
+    """Return the session settings for the pool: the statement timeout, and no JIT on PostgreSQL.
+
+    On a 7-day grouped query over about a million rows, PostgreSQL 15 spent about
+    0.4 s compiling the plan, more than the compiled code saved. RisingWave has no
+    such setting, so the server is asked what it is first. The settings travel in
+    the startup packet because the pool's RESET ALL would undo a SET.
+    """
+    settings = {"statement_timeout": str(int(timeout_seconds * 1000))}
+    connection = await asyncpg.connect(dsn, timeout=timeout_seconds)
+    try:
+        version = await connection.fetchval("SELECT version()")
+    finally:
+        await connection.close()
+    if "risingwave" not in str(version).lower():
+        settings["jit"] = "off"
+    return settings
 
 
 class HotTier:
@@ -80,17 +109,20 @@ class HotTier:
         self._timeout = timeout_seconds
         self._max_groups = max_groups
         self._pool: asyncpg.Pool | None = None
+        self._open_lock = asyncio.Lock()
         self._shape: _TableShape | None = None
 
     async def open(self) -> None:
-        """Create the connection pool; every session gets the statement timeout."""
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=1,
-                max_size=8,
-                server_settings={"statement_timeout": str(int(self._timeout * 1000))},
-            )
+        """Create the connection pool; every session gets the statement timeout and no JIT."""
+        # Concurrent first queries would otherwise each create a pool and leak all but one.
+        async with self._open_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=8,
+                    server_settings=await _server_settings(self._dsn, self._timeout),
+                )
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -156,7 +188,7 @@ class HotTier:
             assert self._pool is not None
             async with self._pool.acquire() as connection:
                 return await connection.fetch(sql, *args, timeout=self._timeout + 1)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
+        except _UNREACHABLE as error:
             logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
             raise QueryError(
                 "tier_unavailable", "tier", "the hot tier database is unreachable"
@@ -181,7 +213,7 @@ class HotTier:
             assert self._pool is not None
             async with self._pool.acquire() as connection:
                 return await self._table_shape(connection)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as error:
+        except _UNREACHABLE as error:
             logger.warning("Hot tier unreachable.", extra={"error": type(error).__name__})
             raise QueryError(
                 "tier_unavailable", "tier", "the hot tier database is unreachable"
@@ -190,7 +222,24 @@ class HotTier:
     async def freshness(self, tenant: str | None = None) -> int | None:
         """Return the newest event timestamp in the table, over all tenants."""
         shape = await self._shape_now()
-        rows = await self._fetch(f"SELECT max({shape.ts_ms}) AS newest FROM {shape.table}", [])
+        if not shape.tenant_column:
+            sql = f"SELECT max({shape.ts_ms}) AS newest FROM {shape.table}"
+        else:
+            # The writer's table has no index that starts with the timestamp, so a plain
+            # max() reads a whole index. Walking its (key_prefix, timestamp) index once
+            # per tenant, as a loose index scan, reads a few pages per tenant instead.
+            # NOTE: the cost grows with the number of tenants in the hot window.
+            sql = (
+                f"WITH RECURSIVE tenants AS ("
+                f" (SELECT key_prefix FROM {shape.table} ORDER BY key_prefix LIMIT 1)"
+                f" UNION ALL SELECT (SELECT key_prefix FROM {shape.table}"
+                f" WHERE key_prefix > tenants.key_prefix ORDER BY key_prefix LIMIT 1)"
+                f" FROM tenants WHERE tenants.key_prefix IS NOT NULL)"
+                f" SELECT max((SELECT max({shape.ts_ms}) FROM {shape.table}"
+                f" WHERE key_prefix = tenants.key_prefix)) AS newest"
+                f" FROM tenants WHERE tenants.key_prefix IS NOT NULL"
+            )
+        rows = await self._fetch(sql, [])
         return rows[0]["newest"]
 
     async def stats(self, query: StatsQuery) -> StatsResult:

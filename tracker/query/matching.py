@@ -82,44 +82,57 @@ def match_events(candidates: pl.DataFrame, window_ms: int) -> tuple[int, int, pl
         pl.col("event_id").cast(pl.String),
         pl.col("is_trigger").cast(pl.Boolean),
     )
-    # A dense integer per `on` value keeps the loop below on integer comparisons.
-    frame = frame.with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
-    triggers = frame.filter(pl.col("is_trigger"))
-    results = frame.filter(~pl.col("is_trigger"))
+    triggers = frame.filter(pl.col("is_trigger")).drop("is_trigger")
+    results = frame.filter(~pl.col("is_trigger")).drop("is_trigger")
 
-    # A group with one trigger needs no bookkeeping: its pair is the earliest result
-    # in the window, found as a vectorised join. Only groups with several triggers
-    # go through the sequential loop.
-    per_group = triggers.group_by("group").agg(pl.len().alias("triggers"))
-    single = triggers.join(per_group.filter(pl.col("triggers") == 1), on="group", how="semi")
-    several = triggers.join(per_group.filter(pl.col("triggers") > 1), on="group", how="semi")
-
-    single_pairs = (
-        single.select(
-            "group", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts")
+    # Every (trigger, result) pair with the same `on` value and the result in the
+    # trigger's window. Rows outside it never affect the pairing: a trigger with no
+    # result in its window takes nothing, and a result in no trigger's window is
+    # never taken. Joins and groups hash the `on` strings instead of sorting them.
+    in_window = (
+        triggers.select(
+            "on", pl.col("event_id").alias("trigger_id"), pl.col("timestamp").alias("trigger_ts")
         )
         .join(
             results.select(
-                "group",
-                pl.col("event_id").alias("result_id"),
-                pl.col("timestamp").alias("result_ts"),
+                "on", pl.col("event_id").alias("result_id"), pl.col("timestamp").alias("result_ts")
             ),
-            on="group",
+            on="on",
         )
         .filter(
             (pl.col("result_ts") >= pl.col("trigger_ts"))
             & (pl.col("result_ts") - pl.col("trigger_ts") <= window_ms)
         )
-        .sort("group", "result_ts", "result_id")
-        .group_by("group", maintain_order=True)
-        .first()
-        .select(list(PAIRS_SCHEMA))
+        .with_columns(pl.len().over("on").alias("choices"))
     )
+    # Most `on` values have one trigger with one result in its window: that is the pair.
+    contended = in_window.filter(pl.col("choices") > 1)
+    per_value = contended.group_by("on").agg(pl.col("trigger_id").n_unique().alias("triggers"))
+    one_trigger = contended.join(per_value.filter(pl.col("triggers") == 1), on="on", how="semi")
+    several = contended.join(per_value.filter(pl.col("triggers") > 1), on="on", how="semi")
+
+    # One trigger takes its earliest result; several triggers go through the
+    # sequential loop, with a dense integer per `on` value for its comparisons.
+    single_pairs = pl.concat(
+        [
+            in_window.filter(pl.col("choices") == 1).select(list(PAIRS_SCHEMA)),
+            one_trigger.sort("on", "result_ts", "result_id")
+            .unique("on", keep="first", maintain_order=True)
+            .select(list(PAIRS_SCHEMA)),
+        ]
+    )
+    several = several.with_columns(pl.col("on").rank("dense").cast(pl.Int64).alias("group"))
     loop_pairs = _pair_loop(
-        several.sort("group", "timestamp", "event_id"),
-        results.join(several.select("group").unique(), on="group", how="semi").sort(
-            "group", "timestamp", "event_id"
-        ),
+        several.select(
+            "group", pl.col("trigger_ts").alias("timestamp"), pl.col("trigger_id").alias("event_id")
+        )
+        .unique()
+        .sort("group", "timestamp", "event_id"),
+        several.select(
+            "group", pl.col("result_ts").alias("timestamp"), pl.col("result_id").alias("event_id")
+        )
+        .unique()
+        .sort("group", "timestamp", "event_id"),
         window_ms,
     )
     pairs = pl.concat([single_pairs, loop_pairs]).sort("trigger_ts", "trigger_id")
