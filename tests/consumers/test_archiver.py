@@ -32,7 +32,7 @@ from tracker.consumers.archiver import (
     create_filtered_sink,
     create_sink,
 )
-from tracker.consumers.runtime import ConsumerRuntime
+from tracker.consumers.runtime import Batch, ConsumerRuntime
 from tracker.errors import ConfigError
 from tracker.settings import Env
 
@@ -468,3 +468,44 @@ def test_first_index_at_skips_buffered_prefix(
     batch = Batch(0, offsets[0], offsets[-1], [], [b"{}"] * len(offsets), offsets)
 
     assert _first_index_at(batch, expected) == start
+
+
+def _batch(partition: int, first_offset: int, events: list[dict]) -> Batch:
+    raw = [orjson.dumps(event) for event in events]
+    last = first_offset + len(events) - 1
+    return Batch(partition, first_offset, last, [], raw, list(range(first_offset, last + 1)))
+
+
+async def test_archiver_leaves_out_partition_taken_over(data_dir: Path) -> None:
+    # Two members of one group: the partition moves from `old` to `new` while `old` still
+    # buffers rows for it. The new owner archives them, so `old`'s flush must not.
+    broker = await open_local_broker(data_dir)
+    events = [make_event("acme", n=str(index)) for index in range(30)]
+    settings = {"commit_seconds": 3600.0, "commit_events": 1_000_000}
+    old, new = make_sink(data_dir, **settings), make_sink(data_dir, **settings)
+    try:
+        for sink in (old, new):
+            runtime = ConsumerRuntime(sink, broker, consumer_settings(data_dir))
+            await sink.open(runtime.context)
+            if sink is old:
+                # The first batch of a partition is committed at once.
+                await old.process(_batch(0, 0, events[:10]))
+                await old.process(_batch(0, 10, events[10:20]))
+        await new.process(_batch(0, 10, events[10:20]))
+        await new.process(_batch(0, 20, events[20:30]))
+        await new.flush()
+        await old.flush()
+        await new.close()
+        await old.close()
+    finally:
+        await broker.close()
+
+    rows = table_rows(data_dir)
+    assert rows.num_rows == 30
+    assert pc.count_distinct(rows.column("event_id")).as_py() == 30
+    assert (
+        DeltaTable(str(data_dir / "delta" / "events")).transaction_version(
+            app_id_for("archiver", 0)
+        )
+        == 29
+    )

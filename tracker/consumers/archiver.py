@@ -153,9 +153,13 @@ class ArchiveGapError(SinkError):
 
 @dataclass(slots=True)
 class _Buffer:
-    tables: list[pa.Table] = field(default_factory=list)
+    tables: dict[int, list[pa.Table]] = field(default_factory=dict)
+    """Rows waiting for the next commit, per broker partition."""
     event_ids: set[str] = field(default_factory=set)
     offsets: dict[int, int] = field(default_factory=dict)
+    """Last buffered broker offset per partition."""
+    first_offsets: dict[int, int] = field(default_factory=dict)
+    """First broker offset each partition's buffered rows cover."""
     rows: int = 0
     started: float = 0.0
 
@@ -250,8 +254,11 @@ class ArchiverSink(Sink):
             if rows.num_rows:
                 if not self._buffer.tables:
                     self._buffer.started = time.monotonic()
-                self._buffer.tables.append(rows)
+                self._buffer.tables.setdefault(batch.partition, []).append(rows)
                 self._buffer.rows += rows.num_rows
+            self._buffer.first_offsets.setdefault(
+                batch.partition, batch.first_offset if expected is None else expected
+            )
             self._buffer.offsets[batch.partition] = batch.last_offset
 
             # A partition's first commit happens at once, so the broker is never ahead of
@@ -271,9 +278,6 @@ class ArchiverSink(Sink):
         return None
 
     async def _rewind_on_gap(self, partition: int, expected: int) -> None:
-        # NOTE: a member that lost a partition still flushes its buffer for it, which can
-        # duplicate rows the new owner wrote meanwhile; run one archiver per group until
-        # the runtime resumes reassigned partitions from stored_offsets().
         # Another member may have archived further since we read the table: check again.
         assert self._context is not None
         fresh = await asyncio.to_thread(
@@ -295,11 +299,48 @@ class ArchiverSink(Sink):
             and time.monotonic() - self._buffer.started >= self.settings.commit_seconds
         )
 
+    def _drop_partitions_archived_elsewhere(self, buffer: _Buffer) -> None:
+        """Leave out of the commit the partitions another member archived meanwhile.
+
+        After a rebalance the new owner of a partition resumes from the table's offset. If it
+        committed at or past the first offset buffered here, this member's rows for that
+        partition are already in the table (or will be, from the new owner), so writing them
+        again would duplicate them. If the new owner commits between this check and the
+        append, Delta rejects the append as a concurrent transaction and the retry drops them.
+        """
+        fresh = self.table.stored_offsets(self.name, max(buffer.offsets) + 1)
+        for partition, first in list(buffer.first_offsets.items()):
+            stored = fresh.get(partition)
+            if stored is None or stored < first:
+                continue
+            dropped = buffer.tables.pop(partition, [])
+            buffer.rows -= sum(table.num_rows for table in dropped)
+            del buffer.offsets[partition], buffer.first_offsets[partition]
+            self._stored[partition] = stored
+            logger.warning(
+                "Another archiver stored this partition; leaving out its buffered rows.",
+                extra={
+                    "consumer": self.name,
+                    "partition": partition,
+                    "stored_offset": stored,
+                    "buffered_from": first,
+                    "rows": sum(table.num_rows for table in dropped),
+                },
+            )
+
     async def _flush(self) -> None:
         buffer = self._buffer
         if not buffer.offsets:
             return
-        rows = pa.concat_tables(buffer.tables) if buffer.tables else ARCHIVE_SCHEMA.empty_table()
+        await asyncio.to_thread(self._drop_partitions_archived_elsewhere, buffer)
+        if not buffer.offsets:
+            self.recent.add(buffer.event_ids)
+            self._buffer = _Buffer()
+            return
+        tables = [
+            table for partition in sorted(buffer.tables) for table in buffer.tables[partition]
+        ]
+        rows = pa.concat_tables(tables) if tables else ARCHIVE_SCHEMA.empty_table()
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self.table.append, rows, self.name, dict(buffer.offsets))
