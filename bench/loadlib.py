@@ -119,10 +119,10 @@ def measure(
 
 
 def start_rust_baseline(port: int, output: Path) -> subprocess.Popen[bytes]:
-    """Start the release build of `bench/baseline_rust`; build it first with cargo."""
+    """Start the release build of the axum baseline in `bench/baseline_rust`."""
     if not RUST_BASELINE.exists():
         raise FileNotFoundError(
-            f"{RUST_BASELINE} is missing: run `cargo build --release --offline` in bench/baseline_rust"
+            f"{RUST_BASELINE} is missing: run `cargo build --release` in bench/baseline_rust"
         )
     return subprocess.Popen(
         [str(RUST_BASELINE), str(port), str(output)],
