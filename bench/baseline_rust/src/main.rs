@@ -1,10 +1,10 @@
 //! Load-test baseline for `GET /p`: the per-request work of ingest on axum and tokio, without Python.
 //!
-//! For each request it percent-decodes the query string into `params`, builds the event JSON
-//! (UUIDv7 `event_id` and Unix ms `timestamp` from one clock reading, client address, headers,
-//! path and host), appends the line to an in-memory queue, and responds with
+//! For each request it percent-decodes the query string into `params` and builds the event
+//! JSON: UUIDv7 `event_id` and Unix ms `timestamp` from one clock reading, client address,
+//! headers, path and host. It appends the line to an in-memory queue and responds with
 //! `{"event_id": ...}`. A background task drains the queue to a file every 10 ms with one
-//! write and no fsync, so the file write stays off the request path as in ingest's producer.
+//! write and no fsync, so the file write stays off the request path.
 //!
 //! Usage: baseline-rust PORT OUTPUT_FILE
 
@@ -98,7 +98,7 @@ async fn drain(queue: Queue, mut output: tokio::fs::File) -> std::io::Result<()>
         };
         if !batch.is_empty() {
             output.write_all(&batch).await?;
-            // tokio's File hands writes to a blocking thread; flush waits until this one is done.
+            // tokio's File hands writes to a blocking thread, and flush waits until it is done.
             output.flush().await?;
         }
     }
