@@ -8,7 +8,7 @@
 //!
 //! Usage: baseline-rust PORT OUTPUT_FILE
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,20 +38,12 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn postback(
-    State(queue): State<Queue>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+/// Builds the event of one `GET /p` request and return its `event_id` and JSON object.
+fn build_event(peer: IpAddr, uri: &Uri, headers: &HeaderMap, now: Duration) -> (String, Value) {
     // application/x-www-form-urlencoded rules: `+` is a space and `%XX` escapes are decoded.
     let params: Map<String, Value> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
         .collect();
-
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
     let event_id = Uuid::new_v7(Timestamp::from_unix(
         NoContext,
         now.as_secs(),
@@ -62,23 +54,41 @@ async fn postback(
         "event_id": event_id,
         "event_type": "postback",
         "timestamp": now.as_millis() as u64,
-        "ip": peer.ip().to_string(),
-        "user_agent": header_text(&headers, header::USER_AGENT),
-        "referer": header_text(&headers, header::REFERER),
-        "accept_language": header_text(&headers, header::ACCEPT_LANGUAGE),
+        "ip": peer.to_string(),
+        "user_agent": header_text(headers, header::USER_AGENT),
+        "referer": header_text(headers, header::REFERER),
+        "accept_language": header_text(headers, header::ACCEPT_LANGUAGE),
         "request_path": uri.path(),
-        "request_host": header_text(&headers, header::HOST),
+        "request_host": header_text(headers, header::HOST),
         "params": params,
     });
+    (event_id, event)
+}
 
-    let Ok(mut line) = serde_json::to_vec(&event) else {
-        return json_response(StatusCode::INTERNAL_SERVER_ERROR, String::new());
+async fn postback(
+    State(queue): State<Queue>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let (event_id, event) = build_event(peer.ip(), &uri, &headers, now);
+
+    let mut line = match serde_json::to_vec(&event) {
+        Ok(line) => line,
+        Err(error) => {
+            eprintln!("encoding event {event_id} failed: {error}");
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, String::new());
+        }
     };
     line.push(b'\n');
     // The lock is held only for one append, never across an await.
     match queue.lock() {
         Ok(mut pending) => pending.extend_from_slice(&line),
         Err(_) => {
+            eprintln!("queueing event {event_id} failed: the event queue lock is poisoned");
             return json_response(StatusCode::INTERNAL_SERVER_ERROR, String::new());
         }
     }
@@ -87,7 +97,7 @@ async fn postback(
     json_response(StatusCode::OK, body)
 }
 
-/// Append the queued lines to `output` every `DRAIN_INTERVAL`, one write per non-empty batch.
+/// Appends the queued lines to `output` every `DRAIN_INTERVAL`, one write per non-empty batch.
 async fn drain(queue: Queue, mut output: tokio::fs::File) -> std::io::Result<()> {
     let mut ticks = tokio::time::interval(DRAIN_INTERVAL);
     loop {
@@ -119,7 +129,7 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("cannot listen on 127.0.0.1:{port}: {error}");
+            eprintln!("listening on 127.0.0.1:{port} failed: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -131,7 +141,7 @@ async fn main() -> ExitCode {
     {
         Ok(file) => file,
         Err(error) => {
-            eprintln!("cannot open {path}: {error}");
+            eprintln!("opening the event file {path} failed: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -162,4 +172,76 @@ async fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn event_for(target: &str, headers: &[(header::HeaderName, &str)]) -> (String, Value) {
+        let uri: Uri = target.parse().expect("test URI is valid");
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(name.clone(), value.parse().expect("test header is valid"));
+        }
+        let now = Duration::from_millis(1_764_806_400_123);
+        build_event(IpAddr::V4(Ipv4Addr::LOCALHOST), &uri, &map, now)
+    }
+
+    #[test]
+    fn event_decodes_query_params() {
+        let (_, event) = event_for("/p?key_prefix=bench&click_id=a%20b+c&euro=%E2%82%AC", &[]);
+
+        assert_eq!(event["params"]["key_prefix"], "bench");
+        assert_eq!(event["params"]["click_id"], "a b c");
+        assert_eq!(event["params"]["euro"], "\u{20ac}");
+        assert_eq!(event["request_path"], "/p");
+    }
+
+    #[test]
+    fn event_id_is_uuid7_of_timestamp() {
+        let (event_id, event) = event_for("/p?key_prefix=bench", &[]);
+        let parsed = Uuid::parse_str(&event_id).expect("event_id is a UUID");
+
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(event["event_id"], event_id.as_str());
+        assert_eq!(event["timestamp"], 1_764_806_400_123_u64);
+        let (seconds, nanos) = parsed
+            .get_timestamp()
+            .expect("v7 has a timestamp")
+            .to_unix();
+        assert_eq!(
+            seconds * 1000 + u64::from(nanos) / 1_000_000,
+            1_764_806_400_123
+        );
+    }
+
+    #[test]
+    fn event_copies_request_headers() {
+        let (_, event) = event_for(
+            "/p",
+            &[
+                (header::USER_AGENT, "Mozilla/5.0"),
+                (header::REFERER, "https://news.example/"),
+                (header::ACCEPT_LANGUAGE, "en-US"),
+                (header::HOST, "track.example"),
+            ],
+        );
+
+        assert_eq!(event["ip"], "127.0.0.1");
+        assert_eq!(event["user_agent"], "Mozilla/5.0");
+        assert_eq!(event["referer"], "https://news.example/");
+        assert_eq!(event["accept_language"], "en-US");
+        assert_eq!(event["request_host"], "track.example");
+        assert_eq!(event["event_type"], "postback");
+    }
+
+    #[test]
+    fn event_without_headers_has_empty_fields() {
+        let (_, event) = event_for("/p", &[]);
+
+        assert_eq!(event["user_agent"], "");
+        assert_eq!(event["params"], serde_json::json!({}));
+    }
 }
