@@ -183,10 +183,12 @@ def write_report() -> Any:
     header = [
         "# Consumer throughput",
         "",
-        "Command: `pytest bench/test_consumers.py -s -p no:cacheprovider`.",
+        f"Command: `CONSUMER_BENCH_EVENTS={EVENTS} pytest bench/test_consumers.py -s"
+        " -p no:cacheprovider`.",
         f"Data: {EVENTS:,} realistic events (about 450 bytes each) in record batches of"
         f" {EVENTS_PER_MESSAGE:,}, {PARTITIONS} partitions, local log on local disk.",
-        f"Machine: {os.cpu_count()} CPUs shared with other work; figures vary with load.",
+        f"Machine: {os.cpu_count()} CPUs shared with other work; figures vary with load."
+        f" 1-minute load average at the end: {os.getloadavg()[0]:.1f}.",
         "Baseline: `decode_record_batch` plus `orjson.loads` of every event of the same batches, same run.",
         "",
         "Wall figures depend on the load other processes put on the machine; CPU figures count",
