@@ -3,7 +3,8 @@
 It builds on the primitives of `bench/load/run_ingest.py`: the wrk runner with its Lua report
 scripts, the RSS sampler, the Robyn baseline, and the tenant and batch body set-up. It adds
 what a comparison across servers needs: a discarded warm-up run, several measured runs whose
-median is reported, the Rust baseline, and `tracker serve` with a chosen number of processes. Everything listens on 127.0.0.1 ports from the OS.
+median is reported, server CPU time per request, the axum baseline, and `tracker serve` with a
+chosen number of processes. Everything listens on 127.0.0.1 ports from the OS.
 """
 
 from __future__ import annotations
