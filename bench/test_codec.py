@@ -26,6 +26,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import os
 import re
 import struct
 import time
@@ -93,6 +94,7 @@ PARSER = _core.BatchParser(
 CIPHER = AESGCM(KEY)
 COMPRESSOR = zstandard.ZstdCompressor(level=1, write_checksum=True)
 means: dict[str, float] = {}
+LOAD_AT_START = os.getloadavg()
 
 
 def python_verify(sig: str) -> int:
@@ -283,6 +285,10 @@ def summary() -> Iterator[None]:
         write_summary()
 
 
+def format_load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in load)
+
+
 def write_summary() -> None:
     lines = [
         "# Codec benchmarks: tracker._core against pure Python",
@@ -292,6 +298,8 @@ def write_summary() -> None:
         "Machine: 2 CPU cores shared with other work; CPU time per call (process_time),",
         "mean of pytest-benchmark rounds. Python baseline: stdlib hmac + compare_digest,",
         "cryptography AESGCM, uuid_utils.uuid7, orjson, zstandard level 1, same inputs.",
+        f"Load average (1, 5, 15 min): {format_load(LOAD_AT_START)} at the start, "
+        f"{format_load(os.getloadavg())} at the end.",
         "",
         "| work | extension | python | python / extension |",
         "|---|---|---|---|",

@@ -35,7 +35,7 @@ from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, Broker
 from tracker.broker.settings import BrokerSettings
 from tracker.consumers.event_filter.sink import EventFilterSink, FilterSettings
 from tracker.consumers.hot_writer import HotWriter, HotWriterSettings
-from tracker.consumers.runtime import ConsumerRuntime, Sink
+from tracker.consumers.runtime import Batch, ConsumerRuntime, Sink
 from tracker.consumers.settings import ConsumerSettings
 from tracker.consumers.stats import StatsSettings, StatsSink
 from tracker.settings import Env
@@ -250,6 +250,49 @@ async def test_stats_throughput(
     record(row("stats (ledger in the SQLite registry)", rate, baseline))
 
 
+def backend_cpu_seconds(pid: int) -> float | None:
+    """Return the user plus system CPU seconds of a local process, or None if it is not local."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name start at field 3; utime and stime are 14 and 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class MeteredHotWriter(HotWriter):
+    """The hot writer, also summing its PostgreSQL backend's CPU and its time in `process`."""
+
+    def __init__(self, settings: HotWriterSettings) -> None:
+        super().__init__(settings)
+        self.process_seconds = 0.0
+        # Backend pid -> (CPU seconds at the first sample, at the latest sample).
+        self.backend_cpu: dict[int, tuple[float, float]] = {}
+
+    def _sample_backend(self) -> None:
+        if self._connection is None:
+            return
+        pid = self._connection.get_server_pid()
+        seconds = backend_cpu_seconds(pid)
+        if seconds is not None:
+            first = self.backend_cpu.get(pid, (seconds, seconds))[0]
+            self.backend_cpu[pid] = (first, seconds)
+
+    async def process(self, batch: Batch) -> None:
+        self._sample_backend()
+        started = time.perf_counter()
+        await super().process(batch)
+        self.process_seconds += time.perf_counter() - started
+        self._sample_backend()
+
+    @property
+    def backend_seconds(self) -> float | None:
+        if not self.backend_cpu:
+            return None
+        return sum(last - first for first, last in self.backend_cpu.values())
+
+
 async def test_hot_writer_throughput(
     tmp_path: Path, dataset: tuple[dict[int, list[bytes]], tuple[float, float]]
 ) -> None:
@@ -261,20 +304,23 @@ async def test_hot_writer_throughput(
     connection = await asyncpg.connect(dsn)
     await connection.execute(f'CREATE SCHEMA "{schema}"')
     broker = await filled_broker(tmp_path, TOPIC_EVENTS_CLEAN, batches)
+    sink = MeteredHotWriter(HotWriterSettings(dsn=dsn, schema=schema))
     try:
-        rate = await drain(
-            HotWriter(HotWriterSettings(dsn=dsn, schema=schema)),
-            broker,
-            tmp_path,
-            TOPIC_EVENTS_CLEAN,
-        )
+        rate = await drain(sink, broker, tmp_path, TOPIC_EVENTS_CLEAN)
         stored = await connection.fetchval(f'SELECT count(*) FROM "{schema}".events')
     finally:
         await broker.close()
         await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await connection.close()
     assert stored == EVENTS
-    record(row("hot-writer (COPY + merge into PostgreSQL 15)", rate, baseline))
+    print(f"| baseline in this run | {baseline[0]:,.0f} | 1.00 | {baseline[1]:,.0f} | 1.00 |")
+    record(row("hot-writer (binary COPY into PostgreSQL 15)", rate, baseline))
+    backend = sink.backend_seconds
+    backend_rate = f"{EVENTS / backend:,.0f}" if backend else "not local"
+    record(
+        f"| hot-writer: PostgreSQL backend CPU {backend or 0:.2f} s, {sink.process_seconds:.2f} s"
+        f" wall in `process` | | | {backend_rate} per backend CPU second | |"
+    )
 
 
 @pytest.mark.timeout(1800)

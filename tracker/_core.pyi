@@ -202,3 +202,82 @@ def encode_record_batch(events: Sequence[bytes]) -> bytes:
 
 def decode_record_batch(blob: bytes) -> list[bytes]:
     """Return the event JSON documents of a record batch; RecordBatchError if corrupt."""
+
+# Event columns: what a consumer reads from event documents without decoding them into dicts.
+@final
+class EventColumns:
+    count: int
+    """Number of documents read."""
+    problems: list[tuple[int, str]]
+    """(index, reason) of each document that is not a valid wire event, in index order.
+    The reason is the one `tracker.consumers.events.event_problem` returns."""
+    unparsed: list[int]
+    """Indexes of documents left to a full JSON parser: invalid JSON, not an object,
+    nesting deeper than 128 levels, or params with a repeated key or over 64 entries."""
+    timestamps: bytes
+    """The `timestamp` of each document as little-endian int64, 0 where not valid."""
+    def column(self, name: str) -> tuple[list[str], bytes]:
+        """Return a requested field's distinct values, in first-seen order, and the code of
+        each document as little-endian uint32. A missing field or param reads as "", and a
+        document that is not valid has the code of "" (the empty string)."""
+
+def read_event_columns(documents: Sequence[bytes], fields: Sequence[str]) -> EventColumns:
+    """Validate event documents and extract `fields`, each dictionary-encoded.
+
+    A field is `event_id`, `event_type`, `ip`, `user_agent`, `referer`,
+    `accept_language`, `request_path`, `request_host` or `params.<key>`; ValueError
+    names an unknown one.
+    """
+
+# Hot tier rows: PostgreSQL binary COPY of the `events` table.
+@final
+class HotCopy:
+    payload: bytes
+    """COPY ... (FORMAT binary) stream of the rows, in `tracker.hot.schema.COLUMNS` order."""
+    rows: int
+    indices: list[int]
+    """Index in `documents` of each row, in row order."""
+    days: list[int]
+    """Start (Unix ms) of each UTC day the rows fall in, ascending."""
+    rejected: list[tuple[int, str]]
+    """(index, reason) of each invalid event, with the reasons of `event_problem`."""
+    expired: int
+    """Valid events older than the cutoff, left out."""
+    duplicates: int
+    """Repeats of an (event_id, timestamp) already in this batch, left out."""
+
+def encode_hot_copy(documents: Sequence[bytes], *, cutoff_ms: int, horizon_ms: int) -> HotCopy:
+    """Check event JSON documents and encode the valid ones as hot `events` rows.
+
+    Events with a timestamp before `cutoff_ms` are counted as expired; those at or
+    after `horizon_ms` are rejected. Releases the GIL for batches of 16 KiB and more.
+    """
+
+# Archive rows: event documents into the cold tier's Arrow columns.
+@final
+class ArchiveRows:
+    """Rows of the archive table (ARCHIVE_SCHEMA) for the accepted documents, in input order.
+
+    Implements the Arrow PyCapsule interface: `pyarrow.record_batch(rows)` imports
+    the columns without copying them.
+    """
+
+    num_rows: int
+    rejected: list[tuple[int, str]]
+    """(document index, reason) of each rejected document, in input order."""
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        """Return (schema, array) capsules of a struct array; `requested_schema` is ignored."""
+
+    def __len__(self) -> int: ...
+
+def archive_rows(documents: Sequence[bytes]) -> ArchiveRows:
+    """Parse event JSON documents and build archive rows from the valid ones.
+
+    Rejections and their reasons are those `tracker.consumers.archive_table` gives for
+    decoded dicts. A document is rejected when it is not a JSON object or lacks a
+    non-empty `event_id`, `event_type` or `params.key_prefix`. It is also rejected
+    when `timestamp` is not an integer in 0..253402300799999 (Unix ms), `params` is
+    not an object of strings, or a top-level string field is present but not a
+    string. Raises ValueError when the documents total more than 2**31 - 1 bytes.
+    """

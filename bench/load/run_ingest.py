@@ -3,9 +3,10 @@
 Runs, each for `--seconds` at `--connections` (batch: `--batch-connections`):
 the baseline server's GET /p, then `tracker serve` (local backend,
 LOCAL_LOG_SYNC=full) on GET /p, signed GET /t and POST /batch with 1,000-event
-bodies. It records req/s, p50/p99 latency, non-2xx answers, and the peak RSS of
-every server process, then writes `bench/results/ingest-<date>.json` and a
-Markdown table next to it. Needs Debian's `wrk` (`apt-get install -y wrk`).
+bodies. It records req/s, p50/p99 latency, non-2xx answers, the servers' CPU
+time per request and the peak RSS of every server process, then writes
+`bench/results/ingest-<date>.json` and a Markdown table next to it. Needs
+Debian's `wrk` (`apt-get install -y wrk`).
 
     python bench/load/run_ingest.py --seconds 10
 """
@@ -92,6 +93,24 @@ class RssSampler:
         return sorted(
             round(rss / 2**20, 1) for pid, rss in self.peaks.items() if pid not in exclude
         )
+
+
+def tree_cpu_seconds(root_pids: list[int]) -> float:
+    """Return the user plus system CPU seconds of the processes under `root_pids` so far."""
+    total = 0.0
+    for pid in root_pids:
+        try:
+            root = psutil.Process(pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
 
 
 def run_wrk(
@@ -196,6 +215,8 @@ def main() -> None:
 
     from tracker._core import sign_click
 
+    load_at_start = os.getloadavg()[0]
+
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     data_dir = work / "data"
     data_dir.mkdir()
@@ -223,7 +244,9 @@ def main() -> None:
     baseline = start_baseline(baseline_port, args.processes, env)
     try:
         wait_ready(baseline_port, "/p")
-        with RssSampler([process.pid for process in baseline]) as sampler:
+        baseline_pids = [process.pid for process in baseline]
+        cpu_before = tree_cpu_seconds(baseline_pids)
+        with RssSampler(baseline_pids) as sampler:
             results["baseline /p"] = run_wrk(
                 f"http://127.0.0.1:{baseline_port}/p",
                 args.seconds,
@@ -232,6 +255,9 @@ def main() -> None:
                 report_script,
             )
         results["baseline /p"]["peak_rss_mib"] = sampler.peak_mib()
+        results["baseline /p"]["cpu_ms_per_request"] = cpu_per_request(
+            tree_cpu_seconds(baseline_pids) - cpu_before, results["baseline /p"]
+        )
     finally:
         stop(baseline, signal.SIGKILL)
 
@@ -262,6 +288,7 @@ def main() -> None:
     try:
         wait_ready(port, "/health")
         for name, path, connections, script, script_args in runs:
+            cpu_before = tree_cpu_seconds([serve.pid])
             with RssSampler([serve.pid]) as sampler:
                 results[name] = run_wrk(
                     f"http://127.0.0.1:{port}{path}",
@@ -272,6 +299,9 @@ def main() -> None:
                     *script_args,
                 )
             results[name]["peak_rss_mib"] = sampler.peak_mib(exclude={serve.pid})
+            results[name]["cpu_ms_per_request"] = cpu_per_request(
+                tree_cpu_seconds([serve.pid]) - cpu_before, results[name]
+            )
             results[name]["connections"] = connections
     finally:
         stop([serve])
@@ -300,6 +330,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "load_average_1m_start": load_at_start,
             "load_average_1m": os.getloadavg()[0],
         },
         "settings": vars(args)
@@ -313,21 +344,28 @@ def main() -> None:
     print(render_markdown(record))
 
 
+def cpu_per_request(cpu_seconds: float, result: dict) -> float:
+    """Return the servers' CPU milliseconds per completed request of one wrk run."""
+    return round(cpu_seconds * 1000 / max(1, result["requests"]), 3)
+
+
 def render_markdown(record: dict) -> str:
     lines = [
         f"# Ingest load run, {record['date']}",
         "",
         f"Command: `{record['command']}`. Machine: {record['machine']['cpus']} CPUs, "
-        f"1-minute load average {record['machine']['load_average_1m']:.1f} at the end (shared with other jobs).",
+        f"1-minute load average {record['machine']['load_average_1m_start']:.1f} at the start and "
+        f"{record['machine']['load_average_1m']:.1f} at the end (shared with other jobs).",
         "",
-        "| run | connections | req/s | vs baseline | events/s | p50 ms | p99 ms | non-2xx | peak RSS MiB per server process |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | connections | req/s | vs baseline | events/s | p50 ms | p99 ms | non-2xx | server CPU ms per request | peak RSS MiB per server process |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in record["results"].items():
         lines.append(
             f"| {name} | {result['connections']} | {result['requests_per_second']:,.0f} | "
             f"{result.get('ratio_to_baseline', '')} | {result.get('events_per_second', '')} | "
             f"{result['p50_ms']} | {result['p99_ms']} | {result['non_2xx_3xx']} | "
+            f"{result['cpu_ms_per_request']} | "
             f"{', '.join(str(value) for value in result['peak_rss_mib'])} |"
         )
     return "\n".join(lines) + "\n"

@@ -19,8 +19,10 @@ pub const MAX_DEPTH: usize = 64;
 
 const EVENT_FIELDS: &str = "event_type, params, event_id, ip, user_agent, referer, accept_language";
 
-/// One event as read from the body, before validation.
-#[derive(Default)]
+/// One event as read from the body, before validation. A `Cow::Borrowed` string
+/// is a slice of the body that had no escapes, so it contains no quote,
+/// backslash or control character and is already valid JSON string content.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct RawEvent<'de> {
     pub event_type: Option<Cow<'de, str>>,
     pub params: Option<Vec<(Cow<'de, str>, Cow<'de, str>)>>,
@@ -32,6 +34,7 @@ pub struct RawEvent<'de> {
 }
 
 /// Result of reading one element of the events array.
+#[derive(Debug, PartialEq, Eq)]
 pub enum RawOutcome<'de> {
     Read(RawEvent<'de>),
     /// The first problem found in the event, as (field, reason).
@@ -220,7 +223,25 @@ impl<'de> Visitor<'de> for Text<'_> {
     }
 }
 
-type Params<'de> = Vec<(Cow<'de, str>, Cow<'de, str>)>;
+pub type Params<'de> = Vec<(Cow<'de, str>, Cow<'de, str>)>;
+
+/// Returns whether `key` is already among `params`. Up to 16 params are compared
+/// one by one. Past that, `seen` becomes a set of every key, so a hostile object
+/// of many keys costs linear time.
+#[allow(clippy::ptr_arg)] // `key` is cloned into `seen`, borrowed or owned as it came.
+pub fn is_repeated_key<'de>(
+    params: &[(Cow<'de, str>, Cow<'de, str>)],
+    seen: &mut HashSet<Cow<'de, str>>,
+    key: &Cow<'de, str>,
+) -> bool {
+    if params.len() < 16 {
+        return params.iter().any(|(seen_key, _)| seen_key == key);
+    }
+    if seen.is_empty() {
+        seen.extend(params.iter().map(|(seen_key, _)| seen_key.clone()));
+    }
+    !seen.insert(key.clone())
+}
 
 /// Reads the `params` object: string keys to string values, no repeated keys.
 struct ParamsSeed<'a> {
@@ -283,7 +304,7 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
         if self.depth > MAX_DEPTH {
             return Err(self.ctx.too_deep());
         }
-        let mut params: Params<'de> = Vec::new();
+        let mut params: Params<'de> = Vec::with_capacity(8);
         let mut problem: Option<(String, String)> = None;
         let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
         while let Some(key) = map.next_key_seed(Key)? {
@@ -294,14 +315,7 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
             if problem.is_some() {
                 continue;
             }
-            let repeated = if params.len() < 16 {
-                params.iter().any(|(seen_key, _)| *seen_key == key)
-            } else {
-                if seen.is_empty() {
-                    seen.extend(params.iter().map(|(seen_key, _)| seen_key.clone()));
-                }
-                !seen.insert(key.clone())
-            };
+            let repeated = is_repeated_key(&params, &mut seen, &key);
             if repeated {
                 problem = Some((
                     format!("params.{}", echo(&key)),

@@ -109,18 +109,22 @@ pub fn check_event_type(event_type: &str) -> Result<(), CoreError> {
     ))
 }
 
-/// Returns the canonical lowercase form of a client-given event id.
-pub fn canonical_event_id(event_id: &str) -> Result<String, CoreError> {
-    match parse_uuid(event_id) {
-        Some(bytes) => Ok(format_uuid(&bytes)),
-        None => Err(CoreError::event(
+/// Parses a client-given event id, a hyphenated UUID in either case.
+pub fn parse_event_id(event_id: &str) -> Result<[u8; 16], CoreError> {
+    parse_uuid(event_id).ok_or_else(|| {
+        CoreError::event(
             "event_id",
             format!(
                 "must be a hyphenated UUID of 36 characters, got '{}'",
                 echo(event_id)
             ),
-        )),
-    }
+        )
+    })
+}
+
+/// Returns the canonical lowercase form of a client-given event id.
+pub fn canonical_event_id(event_id: &str) -> Result<String, CoreError> {
+    parse_event_id(event_id).map(|bytes| format_uuid(&bytes))
 }
 
 /// Returns a new UUIDv7 event id.
@@ -167,7 +171,10 @@ pub fn dedup_params<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)>
 }
 
 /// Checks the number of params and the length of each key and value.
-pub fn check_params(params: &[(&str, &str)], limits: &EventLimits) -> Result<(), CoreError> {
+pub fn check_params<K: AsRef<str>, V: AsRef<str>>(
+    params: &[(K, V)],
+    limits: &EventLimits,
+) -> Result<(), CoreError> {
     if params.len() > limits.max_params {
         return Err(CoreError::event(
             "params",
@@ -178,8 +185,8 @@ pub fn check_params(params: &[(&str, &str)], limits: &EventLimits) -> Result<(),
             ),
         ));
     }
-    for &(key, value) in params {
-        check_param(key, value, limits)?;
+    for (key, value) in params {
+        check_param(key.as_ref(), value.as_ref(), limits)?;
     }
     Ok(())
 }
@@ -231,16 +238,25 @@ const ESCAPE: [u8; 128] = {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// Returns whether any of the 8 bytes in `word` is below 0x20, a quote or a backslash.
-/// Each test is the exact "some byte is zero / below n" bit trick, so there are
-/// no false negatives and a flagged word is then checked byte by byte.
-fn word_needs_escape(word: u64) -> bool {
+/// Returns a mask with the high bit set in each of the 8 bytes of `word` that is
+/// below 0x20, a quote or a backslash, reading the word little-endian. Each test is
+/// the "some byte is zero / below n" bit trick, whose lowest flagged byte is always
+/// exact. A byte above it may be flagged falsely by a borrow, so a caller that
+/// needs more than the first position checks the rest byte by byte.
+pub fn escape_mask(word: u64) -> u64 {
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let has_quote = quote.wrapping_sub(ONES) & !quote;
     let has_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (below_space | has_quote | has_backslash) & HIGH_BITS != 0
+    (below_space | has_quote | has_backslash) & HIGH_BITS
+}
+
+/// Returns whether any of the 8 bytes in `word` is below 0x20, a quote or a
+/// backslash. There are no false negatives, and a flagged word is then checked
+/// byte by byte.
+fn word_needs_escape(word: u64) -> bool {
+    escape_mask(word) != 0
 }
 
 fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {

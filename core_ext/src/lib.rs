@@ -1,15 +1,21 @@
 //! `tracker._core`: the byte work of the tracker request hot path.
 //!
-//! Signed and encrypted click URLs, UUIDv7, partitions, events, `/batch` bodies
-//! and record batches. Every function takes and returns plain data and never
-//! calls back into Python; `tracker/_core.pyi` is the typed surface.
+//! Signed and encrypted click URLs, UUIDv7, partitions, events, `/batch` bodies,
+//! record batches, event columns, hot-tier COPY rows and the archive's Arrow rows.
+//! Every function takes and returns plain data and never calls back into Python;
+//! `tracker/_core.pyi` is the typed surface.
 
+pub mod archive;
+pub mod archive_json;
 pub mod batch;
 pub mod batch_json;
+pub mod batch_scan;
 pub mod encrypt;
 pub mod errors;
 pub mod event;
+pub mod event_columns;
 pub mod gil;
+pub mod hot_copy;
 pub mod partition;
 pub mod prefix;
 pub mod record;
@@ -50,5 +56,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_function(wrap_pyfunction!(record::encode_record_batch, m)?)?;
     m.add_function(wrap_pyfunction!(record::decode_record_batch, m)?)?;
+
+    m.add_class::<event_columns::EventColumns>()?;
+    m.add_function(wrap_pyfunction!(event_columns::read_event_columns, m)?)?;
+
+    m.add_class::<hot_copy::HotCopy>()?;
+    m.add_function(wrap_pyfunction!(hot_copy::encode_hot_copy, m)?)?;
+
+    m.add_class::<archive::ArchiveRows>()?;
+    m.add_function(wrap_pyfunction!(archive::archive_rows, m)?)?;
     Ok(())
 }

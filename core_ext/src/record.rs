@@ -17,43 +17,77 @@ use crate::gil;
 
 pub const RECORD_VERSION: u8 = 1;
 const HEADER_LEN: usize = 5;
-/// zstd level 1 trades a little ratio for speed on the ingest path.
+/// zstd level 1 trades a little ratio for speed on the ingest path. Negative
+/// ("fast") levels were measured on 1,000 stamped events of varied fields
+/// (python-zstandard 0.25, one shared EPYC core): level -1 compressed 1.3x
+/// faster but wrote 1.6x larger frames (ratio 4.8 against 7.8), and level -3
+/// 1.8x faster at ratio 4.7. The broker stores and moves every frame, so level 1
+/// stays.
 const ZSTD_LEVEL: i32 = 1;
 /// Largest decompressed payload accepted, so a small corrupt or hostile frame
 /// cannot exhaust memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = 256 * 1024 * 1024;
 
-thread_local! {
-    // A compression context costs far more to create than to reuse for one batch.
-    static COMPRESSOR: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
+/// Largest compressed-frame buffer a thread keeps for its next batch; a larger
+/// one is freed after use.
+const MAX_KEPT_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+/// A thread's zstd context and the buffer it compresses into.
+struct Encoder {
+    compressor: Compressor<'static>,
+    frame: Vec<u8>,
 }
 
-fn compress(payload: &[u8]) -> Result<Vec<u8>, CoreError> {
-    let failed = |_| CoreError::RecordBatch("zstd compression failed".to_owned());
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match slot.as_mut() {
-            Some(compressor) => compressor,
-            None => {
-                let mut compressor = Compressor::new(ZSTD_LEVEL).map_err(failed)?;
-                compressor
-                    .set_parameter(CParameter::ChecksumFlag(true))
-                    .map_err(failed)?;
-                slot.insert(compressor)
-            }
-        };
-        compressor.compress(payload).map_err(failed)
+thread_local! {
+    // A compression context costs far more to create than to reuse for one batch,
+    // and a reused output buffer spares the page faults of a fresh one each time.
+    static ENCODER: RefCell<Option<Encoder>> = const { RefCell::new(None) };
+}
+
+fn compression_failed<E>(_: E) -> CoreError {
+    CoreError::RecordBatch("zstd compression failed".to_owned())
+}
+
+fn new_encoder() -> Result<Encoder, CoreError> {
+    let mut compressor = Compressor::new(ZSTD_LEVEL).map_err(compression_failed)?;
+    compressor
+        .set_parameter(CParameter::ChecksumFlag(true))
+        .map_err(compression_failed)?;
+    Ok(Encoder {
+        compressor,
+        frame: Vec::new(),
     })
 }
 
 /// Frames and compresses JSON lines that already end in `\n`, `count` of them.
 pub fn encode_lines(lines: &[u8], count: u32) -> Result<Vec<u8>, CoreError> {
-    let frame = compress(lines)?;
-    let mut blob = Vec::with_capacity(HEADER_LEN + frame.len());
-    blob.push(RECORD_VERSION);
-    blob.extend_from_slice(&count.to_be_bytes());
-    blob.extend_from_slice(&frame);
-    Ok(blob)
+    ENCODER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let encoder = match slot.as_mut() {
+            Some(encoder) => encoder,
+            None => slot.insert(new_encoder()?),
+        };
+        encoder.frame.clear();
+        encoder
+            .frame
+            .reserve(zstd::zstd_safe::compress_bound(lines.len()));
+        let compressed = encoder
+            .compressor
+            .compress_to_buffer(lines, &mut encoder.frame)
+            .map_err(compression_failed);
+
+        let blob = compressed.map(|_| {
+            let mut blob = Vec::with_capacity(HEADER_LEN + encoder.frame.len());
+            blob.push(RECORD_VERSION);
+            blob.extend_from_slice(&count.to_be_bytes());
+            blob.extend_from_slice(&encoder.frame);
+            blob
+        });
+        if encoder.frame.capacity() > MAX_KEPT_FRAME_BYTES {
+            encoder.frame = Vec::new();
+        }
+        blob
+    })
 }
 
 /// Frames and compresses event documents, one per line.

@@ -27,57 +27,113 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reserves the next (timestamp, counter) pair, strictly above every earlier one.
-/// A new millisecond starts the counter at `random_start`; the same or an earlier
-/// millisecond (the clock stepped back) counts up from the last pair.
-fn next_state(now_ms: u64, random_start: u64) -> u64 {
+/// Reserves `count` consecutive (timestamp, counter) pairs, strictly above every
+/// earlier one, and returns the first. A new millisecond starts the counter at
+/// `random_start`; the same or an earlier millisecond (the clock stepped back)
+/// counts up from the last pair. The pairs of one reservation are consecutive
+/// because the counter carries into the timestamp.
+fn reserve_states(count: u64, now_ms: u64, random_start: u64) -> u64 {
     let now_ms = now_ms & TIMESTAMP_MASK;
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
-        let next = if now_ms > last >> COUNTER_BITS {
+        let first = if now_ms > last >> COUNTER_BITS {
             (now_ms << COUNTER_BITS) | random_start
         } else {
             last + 1
         };
-        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
+        let end = first + count.max(1) - 1;
+        match LAST.compare_exchange_weak(last, end, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return first,
             Err(current) => last = current,
         }
     }
 }
 
-/// Returns the 16 bytes of a new UUIDv7.
-pub fn new_bytes() -> [u8; 16] {
-    let mut rng = rand::thread_rng();
-    let random = rng.next_u64();
-    // The counter starts below 2048 so that at least 2048 ids fit in a millisecond
-    // before it overflows into the timestamp.
-    let state = next_state(unix_ms(), random & 0x7ff);
-    let timestamp = state >> COUNTER_BITS;
+/// Builds the 16 bytes of a UUIDv7 from a reserved state and 64 random bits,
+/// of which the 62 bits of `rand_b` are kept.
+fn bytes_of(state: u64, random: u64) -> [u8; 16] {
+    let timestamp = (state >> COUNTER_BITS) & TIMESTAMP_MASK;
     let counter = state & 0xfff;
 
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&timestamp.to_be_bytes()[2..]);
     bytes[6] = 0x70 | (counter >> 8) as u8;
     bytes[7] = counter as u8;
-    let rand_b = rng.next_u64();
-    bytes[8..].copy_from_slice(&rand_b.to_be_bytes());
+    bytes[8..].copy_from_slice(&random.to_be_bytes());
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
     bytes
 }
 
-/// Formats 16 bytes as a lowercase hyphenated UUID.
-pub fn format_uuid(bytes: &[u8; 16]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(36);
+/// Returns the 16 bytes of a new UUIDv7.
+pub fn new_bytes() -> [u8; 16] {
+    let mut rng = rand::thread_rng();
+    // The counter starts below 2048 so that at least 2048 ids fit in a millisecond
+    // before it overflows into the timestamp.
+    let state = reserve_states(1, unix_ms(), rng.next_u64() & 0x7ff);
+    bytes_of(state, rng.next_u64())
+}
+
+/// A run of UUIDv7s reserved with one clock read and one atomic update, for the
+/// events of one batch. The ids are strictly increasing, and all are above every
+/// id made earlier in the process and below every id made later.
+pub struct IdBlock {
+    next_state: u64,
+    remaining: u64,
+    rng: rand::rngs::ThreadRng,
+}
+
+impl IdBlock {
+    /// Reserves `count` ids stamped with `now_ms` (or later, when the counter of
+    /// that millisecond runs out or the clock stepped back).
+    pub fn reserve(count: u64, now_ms: u64) -> IdBlock {
+        let mut rng = rand::thread_rng();
+        let first = if count == 0 {
+            0
+        } else {
+            reserve_states(count, now_ms, rng.next_u64() & 0x7ff)
+        };
+        IdBlock {
+            next_state: first,
+            remaining: count,
+            rng,
+        }
+    }
+
+    /// Returns the 16 bytes of the next reserved id. Past the reserved count it
+    /// makes each id as `new_bytes` does, so the order guarantee still holds.
+    pub fn next_bytes(&mut self) -> [u8; 16] {
+        if self.remaining == 0 {
+            return new_bytes();
+        }
+        let bytes = bytes_of(self.next_state, self.rng.next_u64());
+        self.next_state += 1;
+        self.remaining -= 1;
+        bytes
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes 16 bytes as a lowercase hyphenated UUID of 36 ASCII characters.
+pub fn write_uuid(bytes: &[u8; 16], text: &mut [u8; 36]) {
+    let mut position = 0;
     for (index, &byte) in bytes.iter().enumerate() {
         if matches!(index, 4 | 6 | 8 | 10) {
-            text.push('-');
+            text[position] = b'-';
+            position += 1;
         }
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+        text[position] = HEX_DIGITS[usize::from(byte >> 4)];
+        text[position + 1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+        position += 2;
     }
-    text
+}
+
+/// Formats 16 bytes as a lowercase hyphenated UUID.
+pub fn format_uuid(bytes: &[u8; 16]) -> String {
+    let mut text = [0u8; 36];
+    write_uuid(bytes, &mut text);
+    // Every byte written is an ASCII hex digit or a hyphen.
+    text.iter().map(|&byte| char::from(byte)).collect()
 }
 
 /// Parses a hyphenated UUID (either case) into its 16 bytes.

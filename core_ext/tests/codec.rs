@@ -6,7 +6,7 @@ use _core::batch::{parse_batch, BatchConfig};
 use _core::errors::CoreError;
 use _core::event::{write_json_str, EventLimits, RequestFields};
 use _core::record::decode;
-use _core::uuid7::{format_uuid, new_bytes, timestamp_ms};
+use _core::uuid7::{format_uuid, new_bytes, timestamp_ms, unix_ms, IdBlock};
 
 const REQUEST: RequestFields<'static> = RequestFields {
     ip: "203.0.113.7",
@@ -67,6 +67,54 @@ fn uuid7_strictly_increases_across_threads() {
         all.extend(ids);
     }
     assert_eq!(all.len(), 80_000);
+}
+
+#[test]
+fn id_blocks_increase_across_threads() {
+    let handles: Vec<_> = (0..4u64)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let mut ids = Vec::new();
+                for round in 0..200u64 {
+                    let count = 50 + round % 7;
+                    let mut block = IdBlock::reserve(count, unix_ms());
+                    for _ in 0..count {
+                        ids.push(format_uuid(&block.next_bytes()));
+                    }
+                    ids.push(format_uuid(&new_bytes()));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = HashSet::new();
+    let mut total = 0;
+    for handle in handles {
+        let ids = handle.join().expect("thread");
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        for id in &ids {
+            assert!(timestamp_ms(id).is_ok());
+        }
+        total += ids.len();
+        all.extend(ids);
+    }
+    assert_eq!(all.len(), total);
+}
+
+#[test]
+fn id_block_carries_counter_into_timestamp() {
+    let now = unix_ms();
+    let mut block = IdBlock::reserve(10_000, now);
+    // One id past the reservation comes from `new_bytes` and still sorts last.
+    let ids: Vec<String> = (0..10_001)
+        .map(|_| format_uuid(&block.next_bytes()))
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    let first = timestamp_ms(&ids[0]).expect("uuid7");
+    let last = timestamp_ms(&ids[9_999]).expect("uuid7");
+    assert!(first >= now);
+    // 10,000 consecutive values of a 4,096-value counter span at least 3 milliseconds.
+    assert!(last - first >= 2, "{first} to {last}");
 }
 
 #[test]

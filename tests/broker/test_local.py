@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -449,3 +451,40 @@ async def test_unwritable_topic_directory_reports_error(
 
     with pytest.raises(BrokerError, match="local log operation failed"):
         await broker.publish("events-clean", 0, [b"x"])
+
+
+async def test_append_waits_for_lock_file_holder(broker: LocalBroker) -> None:
+    await broker.publish(TOPIC_EVENTS, 1, [batch("first")])
+    path = broker.root / TOPIC_EVENTS / "p0001.db.lock"
+    holder = os.open(path, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        append = asyncio.ensure_future(broker.append(TOPIC_EVENTS, 1, [batch("second")]))
+        await asyncio.sleep(0.3)
+        assert not append.done()
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+
+    assert await asyncio.wait_for(append, timeout=10) == 1
+
+
+def test_publish_blocking_appends_on_calling_thread(settings: BrokerSettings) -> None:
+    broker = LocalBroker(settings)
+
+    async def connect_publish_read() -> list[list[bytes]]:
+        await broker.connect()
+        try:
+            broker.publish_blocking(TOPIC_EVENTS, 0, [batch("a"), batch("b")])
+            broker.publish_blocking(TOPIC_EVENTS, 0, [])
+            messages = await broker.read(TOPIC_EVENTS, 0, 0, 10)
+        finally:
+            await broker.close()
+        return [decode_record_batch(message.payload) for message in messages]
+
+    assert asyncio.run(connect_publish_read()) == [
+        [b'{"event_id":"a"}'],
+        [b'{"event_id":"b"}'],
+    ]
+    with pytest.raises(BrokerError):
+        broker.publish_blocking(TOPIC_EVENTS, 0, [batch("closed")])

@@ -342,3 +342,62 @@ def test_unexpected_failure_becomes_broker_error(settings: BrokerSettings) -> No
         assert producer.state().failed_events == 1
     finally:
         producer.close()
+
+
+def test_send_event_waiters_resolve_when_durable(
+    producer: Producer, settings: BrokerSettings
+) -> None:
+    async def send_all() -> None:
+        await asyncio.gather(
+            *(producer.send_event(i % 2, event(f"a{i}")) for i in range(50)),
+            producer.send_records([(1, 2, batch("r1", "r2"))]),
+        )
+
+    asyncio.run(send_all())
+
+    assert read_events(settings, 0) == [event(f"a{i}") for i in range(0, 50, 2)]
+    assert len(read_events(settings, 1)) == 27
+
+
+def test_cancelled_send_event_leaves_others_waiting(
+    settings: BrokerSettings,
+) -> None:
+    gated = GatedBroker(settings)
+    producer = Producer(gated, settings)
+    producer.start()
+    try:
+
+        async def cancel_one() -> None:
+            first = asyncio.ensure_future(producer.send_event(0, event("cancelled")))
+            second = asyncio.ensure_future(producer.send_event(0, event("kept")))
+            await asyncio.sleep(0.05)
+            first.cancel()
+            gated.gate.set()
+            await second
+            assert first.cancelled()
+
+        asyncio.run(cancel_one())
+    finally:
+        producer.close()
+
+    # Cancelling a waiter does not withdraw its event: it was queued and is made durable.
+    assert read_events(settings, 0) == [event("cancelled"), event("kept")]
+
+
+def test_send_event_raises_publish_error(settings: BrokerSettings) -> None:
+    producer = Producer(FailingBroker(settings, BrokerError("disk on fire")), settings)
+    producer.start()
+    try:
+
+        async def send_two() -> list[BaseException | None]:
+            return await asyncio.gather(
+                producer.send_event(0, event("x")),
+                producer.send_event(0, event("y")),
+                return_exceptions=True,
+            )
+
+        results = asyncio.run(send_two())
+    finally:
+        producer.close()
+
+    assert [type(result) for result in results] == [BrokerError, BrokerError]

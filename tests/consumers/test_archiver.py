@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -279,6 +281,24 @@ async def test_archiver_dead_letters_malformed_events(broker: Broker, data_dir: 
     assert dead[0]["event"]["event_id"] == bad["event_id"]
 
 
+async def test_archiver_dead_letters_non_json_documents(broker: Broker, data_dir: Path) -> None:
+    from tracker._core import encode_record_batch
+
+    good = [make_event("acme"), make_event("acme")]
+    documents = [orjson.dumps(good[0]), b"{not json", b'"text"', orjson.dumps(good[1])]
+    await broker.publish(TOPIC_EVENTS_CLEAN, partition_of("acme"), [encode_record_batch(documents)])
+    sink = make_sink(data_dir)
+
+    await run_until_archived(sink, broker, data_dir)
+
+    rows = table_rows(data_dir)
+    assert sorted(rows.column("event_id").to_pylist()) == sorted(e["event_id"] for e in good)
+    dead = await read_topic(broker, TOPIC_DEAD_LETTERS)
+    assert [letter["reason"] for letter in dead] == ["event is not a JSON object"] * 2
+    assert [base64.b64decode(letter["payload_base64"]) for letter in dead] == documents[1:3]
+    assert all(letter["offset"] == 0 for letter in dead)
+
+
 async def test_archiver_restart_resumes_after_table(broker: Broker, data_dir: Path) -> None:
     first = [make_event("acme", n=str(i)) for i in range(100)]
     await publish(broker, TOPIC_EVENTS_CLEAN, first, per_message=10)
@@ -427,3 +447,24 @@ async def test_maintenance_timer_compacts_table(broker: Broker, data_dir: Path) 
     table = DeltaTable(table_path)
     assert table.to_pyarrow_table().num_rows == 6
     assert table.transaction_version(app_id_for("archiver", partition_of("acme"))) == 5
+
+
+@pytest.mark.parametrize(
+    ("offsets", "expected", "start"),
+    [
+        ([5, 5, 6, 7], None, 0),
+        ([5, 5, 6, 7], 5, 0),
+        ([5, 5, 6, 7], 6, 2),
+        ([5, 5, 6, 7], 7, 3),
+        ([5, 5, 6, 7], 8, 4),
+    ],
+)
+def test_first_index_at_skips_buffered_prefix(
+    offsets: list[int], expected: int | None, start: int
+) -> None:
+    from tracker.consumers.archiver import _first_index_at
+    from tracker.consumers.runtime import Batch
+
+    batch = Batch(0, offsets[0], offsets[-1], [], [b"{}"] * len(offsets), offsets)
+
+    assert _first_index_at(batch, expected) == start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from tests.consumers.conftest import (
     read_topic,
 )
 from tests.consumers.test_runtime import run_until
+from tracker._core import encode_record_batch
 from tracker.broker.base import (
     TOPIC_DEAD_LETTERS,
     TOPIC_EVENTS,
@@ -494,6 +496,24 @@ async def test_filter_dead_letters_bad_events(
         "referer",
         "event_id",
     ]
+
+
+async def test_filter_dead_letters_non_object_documents(
+    broker: Broker, data_dir: Path, registry: Registry
+) -> None:
+    good = make_event("acme", timestamp=BASE_MS)
+    documents = [orjson.dumps(good), b"[1, 2]", b'{"event_id": ', b'"text"']
+    await broker.publish(TOPIC_EVENTS, partition_of("acme"), [encode_record_batch(documents)])
+
+    await filter_until_committed(broker, data_dir)
+
+    assert [event["event_id"] for event in await read_topic(broker, TOPIC_EVENTS_CLEAN)] == [
+        good["event_id"]
+    ]
+    letters = await read_topic(broker, TOPIC_DEAD_LETTERS)
+    assert [letter["reason"] for letter in letters] == ["event is not a JSON object"] * 3
+    assert [base64.b64decode(letter["payload_base64"]) for letter in letters] == documents[1:]
+    assert all("event" not in letter for letter in letters)
 
 
 async def test_filter_drop_counts_survive_lost_commit(

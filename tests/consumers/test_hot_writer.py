@@ -123,8 +123,8 @@ async def test_hot_writer_creates_documented_layout(
         pg_schema,
     )
     definitions = {row["indexname"]: row["indexdef"] for row in indexes}
-    assert "USING gin (params)" in definitions["events_params_gin"]
-    assert "events_tenant_time" in definitions
+    assert "USING gin (params jsonb_path_ops)" in definitions["events_params_gin"]
+    assert '(key_prefix, "timestamp", event_type)' in definitions["events_tenant_time"]
     assert "events_event_id_key" in definitions
     partitions = await fetch(
         pg_dsn,

@@ -266,6 +266,56 @@ async def test_sink_dead_letter_routes_single_event(broker: Broker, data_dir: Pa
     assert sample("tracker_consumer_events_dead_lettered_total", {"consumer": "recorder"}) == 1
 
 
+class RawSink(RecordingSink):
+    """Reads undecoded documents and dead-letters those that are not JSON objects."""
+
+    decode_events = False
+
+    async def process(self, batch: Batch) -> None:
+        self.batches.append(batch)
+        for index, document in enumerate(batch.raw):
+            try:
+                event = orjson.loads(document)
+            except orjson.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict):
+                batch.dead_letter(index, "event is not a JSON object")
+            elif event["params"].get("sub1") == "bad":
+                batch.dead_letter(index, "sub1 is bad")
+            else:
+                self.stored.add(event["event_id"])
+
+
+async def test_raw_sink_gets_documents_undecoded(broker: Broker, data_dir: Path) -> None:
+    from tracker._core import encode_record_batch
+
+    partition = partition_of("acme")
+    good, bad = make_event("acme", sub1="ok"), make_event("acme", sub1="bad")
+    documents = [orjson.dumps(good), b"{not json", orjson.dumps(bad), b"[1]"]
+    await broker.publish(TOPIC_EVENTS, partition, [encode_record_batch(documents)])
+    sink = RawSink()
+    runtime = ConsumerRuntime(sink, broker, consumer_settings(data_dir))
+
+    await run_until(runtime, lambda: len(sink.stored) == 1)
+    await asyncio.sleep(0.05)
+
+    assert sink.batches[0].events == []
+    assert sink.batches[0].raw == documents
+    letters = await read_topic(broker, TOPIC_DEAD_LETTERS)
+    assert [letter["reason"] for letter in letters] == [
+        "event is not a JSON object",
+        "sub1 is bad",
+        "event is not a JSON object",
+    ]
+    assert base64.b64decode(letters[0]["payload_base64"]) == b"{not json"
+    assert "event" not in letters[0]
+    assert letters[1]["event"] == bad
+    assert base64.b64decode(letters[2]["payload_base64"]) == b"[1]"
+    sample = runtime.metrics.registry.get_sample_value
+    assert sample("tracker_consumer_events_dead_lettered_total", {"consumer": "recorder"}) == 3
+    assert await broker.committed(TOPIC_EVENTS, "recorder", partition) == 0
+
+
 def test_batch_dead_letter_rejects_bad_index() -> None:
     batch = Batch(0, 0, 0, [{"event_id": "x"}], [b"{}"])
     with pytest.raises(IndexError, match="outside the batch"):

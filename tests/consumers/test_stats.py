@@ -26,13 +26,22 @@ from tests.consumers.conftest import (
     start_consumer,
 )
 from tests.consumers.test_runtime import run_until
+from tracker._core import uuid7
 from tracker.broker.base import TOPIC_DEAD_LETTERS, TOPIC_EVENTS_CLEAN, Broker
+from tracker.consumers.columns import read_columns
 from tracker.consumers.events import hour_of
 from tracker.consumers.runtime import Batch, ConsumerRuntime
-from tracker.consumers.stats import StatsSettings, StatsSink
+from tracker.consumers.stats import FIELDS, StatsSettings, StatsSink, ledger_input
 from tracker.errors import RegistryError
 from tracker.registry.db import Registry
-from tracker.registry.ledger import count_events, count_rows, prune_ledger
+from tracker.registry.ledger import (
+    LedgerRow,
+    committed_offsets,
+    count_events,
+    count_rows,
+    prune_ledger,
+    record_batch,
+)
 
 HOUR_MS = 3_600_000
 BASE_MS = 1_770_703_200_000  # 2026-02-10 06:00:00 UTC, the start of an hour
@@ -135,6 +144,38 @@ async def test_stats_same_batch_twice_counts_once(broker: Broker, data_dir: Path
 
     assert total(registry_of(data_dir), "acme") == 100
     assert offsets == {1: 7}
+
+
+def test_ledger_counts_only_new_ids_of_mixed_batch(data_dir: Path) -> None:
+    registry = registry_of(data_dir)
+    connection = registry.connection()
+    hour = hour_of(BASE_MS)
+    known = [LedgerRow(uuid7(), "acme", "click", "tu_1", hour) for _ in range(3)]
+    fresh = [LedgerRow(uuid7(), "acme", "click", "tu_1", hour) for _ in range(2)]
+    options: dict[str, Any] = {"consumer": "stats", "topic": TOPIC_EVENTS_CLEAN, "partition": 0}
+
+    first = record_batch(connection, known, last_offset=1, **options)
+    second = record_batch(connection, [*known, *fresh, fresh[0]], last_offset=2, **options)
+
+    assert (first, second) == (3, 2)
+    assert total(registry, "acme") == 5
+    assert committed_offsets(connection, "stats", TOPIC_EVENTS_CLEAN) == {0: 2}
+
+
+def test_ledger_input_groups_last_occurrence() -> None:
+    first = make_event("acme", "click", timestamp=BASE_MS, tu_id="tu_1")
+    repeated = {**first, "event_type": "postback"}
+    other = make_event("beta", "click", timestamp=BASE_MS + HOUR_MS)
+    documents = [orjson.dumps(event) for event in (first, other, repeated)] + [b"[]"]
+
+    event_ids, group_of, groups = ledger_input(read_columns(documents, FIELDS))
+
+    hour = hour_of(BASE_MS)
+    assert event_ids == [other["event_id"], first["event_id"]]
+    assert [groups[group] for group in group_of.tolist()] == [
+        ("beta", "click", "", hour + 3600),
+        ("acme", "postback", "tu_1", hour),
+    ]
 
 
 BAD_EVENTS: list[tuple[str, dict[str, Any], str]] = [

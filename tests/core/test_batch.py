@@ -239,6 +239,58 @@ def test_escaped_strings_round_trip(parser: _core.BatchParser) -> None:
     assert document["user_agent"] == value
 
 
+FIELD_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+PARAM_NAMES = FIELD_TEXT.filter(lambda name: name and name != "key_prefix")
+OVERRIDES = ("ip", "user_agent", "referer", "accept_language")
+STRING_EVENTS = st.fixed_dictionaries(
+    {
+        "event_type": st.from_regex(r"[A-Za-z0-9_.:-]{1,16}", fullmatch=True),
+        "params": st.dictionaries(PARAM_NAMES, FIELD_TEXT, max_size=5).map(
+            lambda params: {"key_prefix": "acme", **params}
+        ),
+    },
+    optional={field: FIELD_TEXT for field in OVERRIDES},
+)
+
+
+def expected_line(event: dict, event_id: str, timestamp: int) -> bytes:
+    """Return the JSON line stdlib json writes for one stamped event, in field order."""
+    document = {"event_id": event_id, "event_type": event["event_type"], "timestamp": timestamp}
+    for field in OVERRIDES:
+        document[field] = event.get(field, REQUEST[field])
+    document["request_path"] = REQUEST["request_path"]
+    document["request_host"] = REQUEST["request_host"]
+    document["params"] = event["params"]
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@given(events=st.lists(STRING_EVENTS, min_size=1, max_size=6), ensure_ascii=st.booleans())
+def test_lines_match_stdlib_json_bytes(parser, events: list[dict], ensure_ascii: bool) -> None:
+    body = json.dumps(events, ensure_ascii=ensure_ascii).encode()
+    result = parse(parser, body)
+    assert result.rejected == []
+    assert result.accepted == len(events)
+    lines = [line for _, _, blob in result.records for line in _core.decode_record_batch(blob)]
+    events_by_id = dict(zip(result.event_ids, events, strict=True))
+    for line in lines:
+        stamped = json.loads(line)
+        event = events_by_id[stamped["event_id"]]
+        assert line == expected_line(event, stamped["event_id"], stamped["timestamp"])
+
+
+def test_overrides_cut_at_character_boundary() -> None:
+    small = _core.EventLimits(max_field_len=5)
+    parser = _core.BatchParser(
+        limits=small, max_events=10, max_body_bytes=1 << 20, partitions=2, known_tenants=["acme"]
+    )
+    for escaped in (False, True):
+        body = json.dumps([event(user_agent="abcé€x", referer="a\nbcdef")], ensure_ascii=escaped)
+        document = decoded(parse(parser, body.encode()))[0]
+        assert document["user_agent"] == "abcé"
+        assert document["referer"] == "a\nbcd"
+        assert document["ip"] == REQUEST["ip"][:5]
+
+
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.platform_up import run_up
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"
@@ -23,8 +18,6 @@ BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
-COMPONENT_COUNT = 9
-START_TIMEOUT_SECONDS = 90
 
 
 @dataclass(frozen=True)
@@ -44,24 +37,6 @@ class Platform:
         return f"{self.api}/dashboard/"
 
 
-def _wait_until_ready(process: subprocess.Popen) -> dict:
-    demo = None
-    ready: set[str] = set()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and len(ready) < COMPONENT_COUNT:
-        line = process.stdout.readline()
-        if not line:
-            break
-        record = json.loads(line)
-        if "demo_tenant" in record:
-            demo = record["demo_tenant"]
-        elif record.get("state") == "running":
-            ready.add(record["name"])
-    assert demo is not None, "tracker up printed no demo tenant"
-    assert len(ready) == COMPONENT_COUNT, f"only these components became ready: {sorted(ready)}"
-    return demo
-
-
 # Package scope: the platform and the browser stop when the dashboard tests end. A sync
 # Playwright left open keeps an event loop running in the main thread, which breaks the
 # asyncio tests that run after this package.
@@ -69,63 +44,25 @@ def _wait_until_ready(process: subprocess.Popen) -> dict:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Start `tracker up` once for every dashboard test and stop it with SIGTERM afterwards."""
     data_dir = tmp_path_factory.mktemp("dashboard") / "data"
-    ports = {"ingest": free_port(), "api": free_port(), "sse": free_port()}
     # Nothing listens on this port, so every webhook delivery to it fails at once.
     sink_port = free_port()
-    env = dict(os.environ)
-    env.pop("HOT_DSN", None)
-    env.pop("SSE_ALLOWED_ORIGINS", None)
-    env.update(
-        {
-            "ARCHIVE_COMMIT_SECONDS": "1",
-            "REGISTRY_REFRESH_SECONDS": "1",
-            "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-            "WEBHOOK_MAX_ATTEMPTS": "1",
-            "WEBHOOK_BACKOFF_BASE_SECONDS": "0",
-            "WEBHOOK_TIMEOUT_SECONDS": "2",
-            "WEBHOOK_ENDPOINTS_REFRESH_SECONDS": "0.5",
-        }
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tracker.cli.main",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(ports["ingest"]),
-            "--api-port",
-            str(ports["api"]),
-            "--sse-port",
-            str(ports["sse"]),
-            "--json",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        demo = _wait_until_ready(process)
+    env = {
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "WEBHOOK_MAX_ATTEMPTS": "1",
+        "WEBHOOK_BACKOFF_BASE_SECONDS": "0",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "WEBHOOK_ENDPOINTS_REFRESH_SECONDS": "0.5",
+    }
+    with run_up(data_dir, env=env, unset=("SSE_ALLOWED_ORIGINS",)) as running:
         yield Platform(
-            ingest=f"http://127.0.0.1:{ports['ingest']}",
-            api=f"http://127.0.0.1:{ports['api']}",
-            sse=f"http://127.0.0.1:{ports['sse']}",
-            key_prefix=demo["key_prefix"],
-            api_key=demo["api_key"],
-            admin_key=demo["admin_api_key"],
+            ingest=running.ingest_url,
+            api=running.api_url,
+            sse=running.sse_url,
+            key_prefix=running.demo["key_prefix"],
+            api_key=running.demo["api_key"],
+            admin_key=running.demo["admin_api_key"],
             webhook_sink=f"http://127.0.0.1:{sink_port}/hook",
         )
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="package")

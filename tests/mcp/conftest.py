@@ -6,8 +6,6 @@ import asyncio
 import concurrent.futures
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,9 +19,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
-from tests.conftest import free_port
+from tests.platform_up import run_up
 
-COMPONENTS = 9
 # Generous because a loaded CI machine takes tens of seconds to start a Python process.
 CALL_TIMEOUT_SECONDS = 120
 
@@ -69,59 +66,13 @@ class RunningPlatform:
 def platform(tmp_path_factory: pytest.TempPathFactory):
     """Start `tracker up` on free ports once; stop it with SIGTERM at the end."""
     data_dir = tmp_path_factory.mktemp("mcp-up") / "data"
-    ports = {"port": free_port(), "api": free_port(), "sse": free_port()}
-    env = dict(os.environ)
-    env.pop("HOT_DSN", None)
-    env.update(
-        {
-            "ARCHIVE_COMMIT_SECONDS": "1",
-            "REGISTRY_REFRESH_SECONDS": "1",
-            # Webhook tests register loopback endpoints whose filters match no event.
-            "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        }
-    )
-    command = [sys.executable, "-m", "tracker.cli.main", "up", "--data-dir", str(data_dir)]
-    for option, port in (("--port", "port"), ("--api-port", "api"), ("--sse-port", "sse")):
-        command += [option, str(ports[port])]
-    process = subprocess.Popen(
-        [*command, "--json"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        demo = None
-        ready: set[str] = set()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(ready) < COMPONENTS:
-            line = process.stdout.readline()
-            if not line:
-                break
-            record = json.loads(line)
-            if "demo_tenant" in record:
-                demo = record["demo_tenant"]
-            elif record.get("state") == "running":
-                ready.add(record["name"])
-        assert demo is not None, "tracker up printed no demo tenant"
-        assert len(ready) == COMPONENTS, f"components ready: {sorted(ready)}"
+    # Webhook tests register loopback endpoints whose filters match no event.
+    with run_up(data_dir, env={"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}) as up:
         running = RunningPlatform(
-            ingest_url=f"http://127.0.0.1:{ports['port']}",
-            api_url=f"http://127.0.0.1:{ports['api']}",
-            sse_url=f"http://127.0.0.1:{ports['sse']}",
-            demo=demo,
+            ingest_url=up.ingest_url, api_url=up.api_url, sse_url=up.sse_url, demo=up.demo
         )
         _wait_until(lambda: _api_ready(running), 30, "the API to answer GET /api/keys")
         yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _api_ready(running: RunningPlatform) -> bool:

@@ -5,78 +5,25 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import free_port
+from tests.platform_up import run_up
 from tracker.demo.report import Check, DemoReport
 
 DEMO = [sys.executable, "-m", "tracker.cli.main", "demo"]
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory):
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """One `tracker up` for the module, trusting 127.0.0.1 as a proxy so each visitor keeps its address."""
     data_dir = tmp_path_factory.mktemp("demo") / "data"
-    ports = {"port": free_port(), "api": free_port(), "sse": free_port()}
-    env = dict(os.environ)
-    env.pop("HOT_DSN", None)
-    env.update(
-        {
-            "ARCHIVE_COMMIT_SECONDS": "1",
-            "REGISTRY_REFRESH_SECONDS": "1",
-            "TRUSTED_PROXIES": "127.0.0.1/32",
-        }
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tracker.cli.main",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(ports["port"]),
-            "--api-port",
-            str(ports["api"]),
-            "--sse-port",
-            str(ports["sse"]),
-            "--json",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        ready: set[str] = set()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(ready) < 9:
-            line = process.stdout.readline()
-            if not line:
-                break
-            record = json.loads(line)
-            if record.get("state") == "running":
-                ready.add(record["name"])
-        assert len(ready) == 9, f"components ready: {sorted(ready)}"
-        yield {
-            "data_dir": data_dir,
-            "ingest": f"http://127.0.0.1:{ports['port']}",
-            "api": f"http://127.0.0.1:{ports['api']}",
-        }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with run_up(data_dir, env={"TRUSTED_PROXIES": "127.0.0.1/32"}) as running:
+        yield {"data_dir": data_dir, "ingest": running.ingest_url, "api": running.api_url}
 
 
 def _run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.platform_up import QUICK_ENV, run_up
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## A walkthrough with curl"
@@ -36,80 +35,36 @@ def walkthrough_blocks() -> list[str]:
 def walkthrough(tmp_path_factory: pytest.TempPathFactory):
     """`tracker up` with its data in `<cwd>/.tracker`, as the README assumes, and a step runner."""
     workdir = tmp_path_factory.mktemp("readme")
-    ports = {"port": free_port(), "api": free_port(), "sse": free_port()}
-    env = dict(os.environ)
-    env.pop("HOT_DSN", None)
-    env.update(
-        {
-            "ARCHIVE_COMMIT_SECONDS": "1",
-            "REGISTRY_REFRESH_SECONDS": "1",
-            "TRACKER_DATA_DIR": str(workdir / ".tracker"),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tracker.cli.main",
-            "up",
-            "--data-dir",
-            ".tracker",
-            "--port",
-            str(ports["port"]),
-            "--api-port",
-            str(ports["api"]),
-            "--sse-port",
-            str(ports["sse"]),
-            "--json",
-        ],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    env = {
+        "TRACKER_DATA_DIR": str(workdir / ".tracker"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     blocks = walkthrough_blocks()
 
-    def run_step(index: int) -> str:
-        """Run the variables block and block `index` in bash; return stdout."""
-        script = blocks[0] + "\n" + blocks[index]
-        script = script.replace("127.0.0.1:3030", f"127.0.0.1:{ports['port']}")
-        script = script.replace("127.0.0.1:8787", f"127.0.0.1:{ports['api']}")
-        script = script.replace(
-            "tracker urls sign ", f"tracker urls sign --base-url http://127.0.0.1:{ports['port']} "
-        )
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, f"step {index} failed:\n{script}\n{result.stderr}"
-        return result.stdout
+    with run_up(".tracker", env=env, cwd=workdir) as running:
+        step_env = {**os.environ, **QUICK_ENV, **env}
+        step_env.pop("HOT_DSN", None)
 
-    try:
-        ready: set[str] = set()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(ready) < 9:
-            line = process.stdout.readline()
-            if not line:
-                break
-            record = json.loads(line)
-            if record.get("state") == "running":
-                ready.add(record["name"])
-        assert len(ready) == 9, f"components ready: {sorted(ready)}"
+        def run_step(index: int) -> str:
+            """Run the variables block and block `index` in bash; return stdout."""
+            script = blocks[0] + "\n" + blocks[index]
+            script = script.replace("127.0.0.1:3030", running.ingest_url.removeprefix("http://"))
+            script = script.replace("127.0.0.1:8787", running.api_url.removeprefix("http://"))
+            script = script.replace(
+                "tracker urls sign ", f"tracker urls sign --base-url {running.ingest_url} "
+            )
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", script],
+                cwd=workdir,
+                env=step_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, f"step {index} failed:\n{script}\n{result.stderr}"
+            return result.stdout
+
         yield run_step
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _poll_json(run_step, index: int, done, timeout: float = 90) -> dict:

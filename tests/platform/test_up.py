@@ -7,13 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.platform_up import RunningUp, run_up
 
 BROWSER_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -33,69 +33,17 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory):
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUp]:
     """One platform for the module; the tests run in file order and the last one stops it."""
-    tmp_path = tmp_path_factory.mktemp("up")
-    ports = {"port": free_port(), "api": free_port(), "sse": free_port()}
-    data_dir = tmp_path / "data"
-    env = dict(os.environ)
-    env.pop("HOT_DSN", None)
-    env.update({"ARCHIVE_COMMIT_SECONDS": "1", "REGISTRY_REFRESH_SECONDS": "1"})
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tracker.cli.main",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(ports["port"]),
-            "--api-port",
-            str(ports["api"]),
-            "--sse-port",
-            str(ports["sse"]),
-            "--json",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    statuses: list[dict] = []
-    try:
-        demo = None
-        deadline = time.monotonic() + 90
-        ready: set[str] = set()
-        while time.monotonic() < deadline and len(ready) < 9:
-            line = process.stdout.readline()
-            if not line:
-                break
-            record = json.loads(line)
-            statuses.append(record)
-            if "demo_tenant" in record:
-                demo = record["demo_tenant"]
-            elif record.get("state") == "running":
-                ready.add(record["name"])
-        assert demo is not None, "tracker up printed no demo tenant"
-        assert len(ready) == 9, f"components ready: {sorted(ready)}"
-        yield {"process": process, "demo": demo, "ports": ports, "statuses": statuses}
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    data_dir = tmp_path_factory.mktemp("up") / "data"
+    with run_up(data_dir, stderr=subprocess.PIPE) as running:
+        yield running
 
 
 def test_up_counts_click_and_postback(platform):
-    demo = platform["demo"]
-    ports = platform["ports"]
-    base = f"http://127.0.0.1:{ports['port']}"
-    api = f"http://127.0.0.1:{ports['api']}"
+    demo = platform.demo
+    base = platform.ingest_url
+    api = platform.api_url
     headers = {"User-Agent": BROWSER_UA}
 
     from tracker import _core
@@ -131,8 +79,8 @@ def test_up_counts_click_and_postback(platform):
 
 
 def test_up_restarts_dead_child(platform):
-    process = platform["process"]
-    statuses = platform["statuses"]
+    process = platform.process
+    statuses = platform.statuses
     stats_pid = next(
         s["pid"] for s in reversed(statuses) if s.get("name") == "stats" and s.get("pid")
     )
@@ -150,6 +98,6 @@ def test_up_restarts_dead_child(platform):
 
 
 def test_up_stops_cleanly_on_sigterm(platform):
-    process = platform["process"]
+    process = platform.process
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, process.stderr.read()

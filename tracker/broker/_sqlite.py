@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
 from tracker.broker.settings import BrokerSettings
+from tracker.sqlite_wal import enable_wal
 
 __all__ = ["GROUPS_SCHEMA", "PARTITION_SCHEMA", "Database", "delete_expired", "delete_through"]
 
@@ -46,16 +49,26 @@ CREATE TABLE IF NOT EXISTS members (
 
 
 class Database:
-    """One SQLite file with its connection, used by one thread at a time."""
+    """One SQLite file with its connection, used by one thread at a time.
+
+    Write transactions also hold an exclusive flock on `<file>.lock`. SQLite's
+    busy handler polls a held write lock with sleeps that grow from 1 to 100
+    ms, so two processes appending to one partition kept waiting far longer
+    than the other's commit took. The kernel wakes the next flock waiter as
+    soon as the holder commits. A holder that dies releases the flock with its
+    descriptor, but a writer waits for the flock as long as a live holder's
+    transaction runs: the busy timeout applies only once it holds the flock.
+    """
 
     def __init__(self, path: Path, schema: str, sync: str, busy_timeout_ms: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self._write_lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self.connection = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
         )
         self.connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self.connection.execute("PRAGMA journal_mode = WAL")
+        enable_wal(self.connection, busy_timeout_ms)
         self.connection.execute(f"PRAGMA synchronous = {sync.upper()}")
         with self.transaction():
             for statement in filter(None, (s.strip() for s in schema.split(";"))):
@@ -63,26 +76,36 @@ class Database:
 
     def transaction(self) -> _Transaction:
         """Return a context manager running `BEGIN IMMEDIATE ... COMMIT` (ROLLBACK on error)."""
-        return _Transaction(self.connection)
+        return _Transaction(self.connection, self._write_lock)
 
     def close(self) -> None:
         with self.lock:
             self.connection.close()
+            os.close(self._write_lock)
 
 
 class _Transaction:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, write_lock: int) -> None:
         self.connection = connection
+        self.write_lock = write_lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.connection.execute("BEGIN IMMEDIATE")
+        fcntl.flock(self.write_lock, fcntl.LOCK_EX)
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            fcntl.flock(self.write_lock, fcntl.LOCK_UN)
+            raise
         return self.connection
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        if kind is None:
-            self.connection.execute("COMMIT")
-        else:
-            self.connection.execute("ROLLBACK")
+        try:
+            if kind is None:
+                self.connection.execute("COMMIT")
+            else:
+                self.connection.execute("ROLLBACK")
+        finally:
+            fcntl.flock(self.write_lock, fcntl.LOCK_UN)
 
 
 def delete_expired(connection: sqlite3.Connection, settings: BrokerSettings, now_ms: int) -> int:

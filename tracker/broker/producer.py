@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -80,6 +81,16 @@ class Producer:
         self.settings = settings
         self.topic = topic
         self.spool = spool
+        # A round for one partition of the plain local log is appended on the producer thread,
+        # without the hop to the log's thread pool. A subclass that overrides publish (tests
+        # do) and a remote broker with its spool keep the asynchronous path.
+        self._publish_blocking = (
+            broker.publish_blocking
+            if spool is None
+            and isinstance(broker, LocalBroker)
+            and type(broker).publish is LocalBroker.publish
+            else None
+        )
         self.member_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
         self._lock = threading.Lock()
@@ -89,6 +100,8 @@ class Producer:
         self._queued_events = 0
         self._queued_bytes = 0
         self._signalled = False
+        # When the oldest queued entry arrived; the linger counts from here.
+        self._first_queued_at = 0.0
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -165,11 +178,19 @@ class Producer:
         and a list append. Raises QueueFull when the queue contains
         `queue_events` events already.
         """
+        return self._queue_event(partition, event_json, None)[0]
+
+    def _queue_event(
+        self, partition: int, event_json: bytes, loop: asyncio.AbstractEventLoop | None
+    ) -> tuple[Future[None], asyncio.Future[None] | None]:
+        """Queue one event; with `loop`, also return an asyncio future of that loop for it."""
         self._check_partition(partition)
         event = as_bytes(event_json)
         with self._lock:
             self._check_room(1, len(event))
             entry = self._open_singles.get(partition)
+            if not self._queue:
+                self._first_queued_at = time.monotonic()
             if entry is None:
                 entry = Entry(partition, 0, Ticket(1), singles=[])
                 self._open_singles[partition] = entry
@@ -180,17 +201,24 @@ class Producer:
             entry.size += len(event)
             self._queued_events += 1
             self._queued_bytes += len(event)
+            waiter = entry.ticket.add_waiter(loop) if loop is not None else None
             wake = not self._signalled
             self._signalled = True
         if wake:
             self._signal()
-        return entry.ticket.future
+        return entry.ticket.future, waiter
 
     def submit_records(self, records: Sequence[tuple[int, int, bytes]]) -> Future[None]:
         """Queue encoded record batches as (partition, event count, batch); resolve when durable.
 
         Raises QueueFull when the events would not fit in the queue bound.
         """
+        return self._queue_records(records, None)[0]
+
+    def _queue_records(
+        self, records: Sequence[tuple[int, int, bytes]], loop: asyncio.AbstractEventLoop | None
+    ) -> tuple[Future[None], asyncio.Future[None] | None]:
+        """Queue record batches; with `loop`, also return an asyncio future of that loop for them."""
         events = 0
         for partition, count, _ in records:
             self._check_partition(partition)
@@ -200,7 +228,7 @@ class Producer:
         ticket = Ticket(len(records))
         if not records:
             ticket.future.set_result(None)
-            return ticket.future
+            return ticket.future, None
         entries = [Entry(p, count, ticket, batch=as_bytes(batch)) for p, count, batch in records]
         size = sum(len(entry.batch or b"") for entry in entries)
         for entry in entries:
@@ -210,6 +238,9 @@ class Producer:
             for entry in entries:
                 # Later single events of this partition must queue behind this batch.
                 self._open_singles.pop(entry.partition, None)
+            waiter = ticket.add_waiter(loop) if loop is not None else None
+            if not self._queue:
+                self._first_queued_at = time.monotonic()
             self._queue.extend(entries)
             self._queued_events += events
             self._queued_bytes += size
@@ -217,15 +248,23 @@ class Producer:
             self._signalled = True
         if wake:
             self._signal()
-        return ticket.future
+        return ticket.future, waiter
 
     async def send_event(self, partition: int, event_json: bytes) -> None:
-        """Submit one event and wait until it is durable; for async handlers."""
-        await asyncio.wrap_future(self.submit_event(partition, event_json))
+        """Submit one event and wait until it is durable; for async handlers.
+
+        Raises QueueFull or BrokerError like `submit_event`, and the
+        publishing error when the event could not be made durable.
+        """
+        _, waiter = self._queue_event(partition, event_json, asyncio.get_running_loop())
+        assert waiter is not None
+        await waiter
 
     async def send_records(self, records: Sequence[tuple[int, int, bytes]]) -> None:
         """Submit record batches and wait until they are durable; for async handlers."""
-        await asyncio.wrap_future(self.submit_records(records))
+        _, waiter = self._queue_records(records, asyncio.get_running_loop())
+        if waiter is not None:
+            await waiter
 
     def state(self) -> ProducerState:
         """Return the backend, connection state, queue depth and spool size."""
@@ -332,12 +371,17 @@ class Producer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # The linger bounds how long the oldest queued event waits for company, as in
+            # Kafka's linger.ms. Events that queued up during the previous publish have waited
+            # that long already, so under load rounds follow each other without a pause.
             if (
                 linger > 0
                 and not self._closing
                 and self._queued_events < self.settings.batch_events
             ):
-                await asyncio.sleep(linger)
+                remaining = linger - (time.monotonic() - self._first_queued_at)
+                if remaining > 0:
+                    await asyncio.sleep(remaining)
             with self._lock:
                 entries = list(self._queue)
                 self._queue.clear()
@@ -355,10 +399,13 @@ class Producer:
         for entry in entries:
             by_partition.setdefault(entry.partition, []).append(entry)
         async with self._route_lock:
-            results = await asyncio.gather(
-                *(self._publish_partition(p, group) for p, group in by_partition.items()),
-                return_exceptions=True,
-            )
+            if len(by_partition) == 1 and self._publish_blocking is not None:
+                results = [self._publish_partition_blocking(*next(iter(by_partition.items())))]
+            else:
+                results = await asyncio.gather(
+                    *(self._publish_partition(p, group) for p, group in by_partition.items()),
+                    return_exceptions=True,
+                )
         for (partition, group), result in zip(by_partition.items(), results, strict=True):
             events = sum(entry.events for entry in group)
             error: BaseException | None = None
@@ -399,6 +446,19 @@ class Producer:
         self._spool_events += events
         self._spooled_events += events
 
+    def _publish_partition_blocking(
+        self, partition: int, entries: list[Entry]
+    ) -> BaseException | None:
+        """Publish one partition's entries on this thread; return the error instead of raising."""
+        assert self._publish_blocking is not None
+        try:
+            self._publish_blocking(self.topic, partition, self._encode(entries))
+        except Exception as error:  # settled by the caller like a failed gather result
+            return error
+        self._connected = True
+        self._published_events += sum(entry.events for entry in entries)
+        return None
+
     def _encode(self, entries: list[Entry]) -> list[bytes]:
         """Return the payloads in submission order, single events framed into record batches."""
         payloads: list[bytes] = []
@@ -421,10 +481,8 @@ class Producer:
             ticket.remaining -= 1
             if ticket.future.done():
                 continue
-            if error is not None:
-                ticket.future.set_exception(error)
-            elif ticket.remaining == 0:
-                ticket.future.set_result(None)
+            if error is not None or ticket.remaining == 0:
+                ticket.settle(error)
         with self._drained:
             self._queued_events -= settled
             self._queued_bytes -= settled_bytes

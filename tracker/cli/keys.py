@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from tracker.cli.registry import opened_registry
+
 __all__ = ["keys_app"]
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -15,17 +17,6 @@ def _usage_error(option: str, message: str) -> typer.Exit:
     """Print a usage error naming the option and return the Exit (status 2) to raise."""
     typer.echo(f"error: {option}: {message}", err=True)
     return typer.Exit(2)
-
-
-def _registry():
-    from tracker.api.settings import ApiSettings
-    from tracker.registry.db import Registry
-    from tracker.settings import load_env
-
-    settings = ApiSettings.from_env(load_env())
-    return Registry(
-        settings.registry_path, turso_url=settings.turso_url, turso_token=settings.turso_token
-    )
 
 
 @keys_app.command("create")
@@ -49,18 +40,16 @@ def create(
         raise _usage_error("--admin/--tenant", "pass either --admin or --tenant PREFIX")
     if not admin and scope not in ("read", "write"):
         raise _usage_error("--scope", f"expected read or write, got {scope[:20]!r}")
-    registry = _registry()
     try:
-        created = create_api_key(
-            registry,
-            key_prefix=None if admin else tenant,
-            scope="admin" if admin else scope,
-            name=name,
-        )
+        with opened_registry() as registry:
+            created = create_api_key(
+                registry,
+                key_prefix=None if admin else tenant,
+                scope="admin" if admin else scope,
+                name=name,
+            )
     except ValueError as error:
         raise _usage_error("--tenant", str(error)) from None
-    finally:
-        registry.close()
     typer.echo(
         json.dumps(
             {
@@ -84,8 +73,7 @@ def list_keys(
     """
     from tracker.registry.api_keys import list_api_keys
 
-    registry = _registry()
-    try:
+    with opened_registry() as registry:
         for key in list_api_keys(registry, tenant):
             typer.echo(
                 json.dumps(
@@ -99,8 +87,6 @@ def list_keys(
                     }
                 )
             )
-    finally:
-        registry.close()
 
 
 @keys_app.command("revoke")
@@ -113,9 +99,6 @@ def revoke(
     """
     from tracker.registry.api_keys import revoke_api_key
 
-    registry = _registry()
-    try:
+    with opened_registry() as registry:
         revoked = revoke_api_key(registry, key_id)
-    finally:
-        registry.close()
     typer.echo(json.dumps({"key_id": revoked.key_id, "revoked_at": revoked.revoked_at}))

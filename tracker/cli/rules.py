@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import orjson
 import typer
 
-from tracker.cli.tenants import open_registry
+from tracker.cli.registry import opened_registry
 
 if TYPE_CHECKING:
     from tracker.registry.rules import Rule
@@ -53,7 +53,8 @@ def add(
         if definition.startswith("@")
         else definition
     )
-    rule = add_rule(open_registry(), key_prefix, text, name=name)
+    with opened_registry() as registry:
+        rule = add_rule(registry, key_prefix, text, name=name)
     if as_json:
         typer.echo(orjson.dumps(_rule_document(rule)).decode())
     else:
@@ -73,7 +74,8 @@ def list_command(
     """
     from tracker.registry.rules import list_rules
 
-    rules = list_rules(open_registry(), key_prefix)
+    with opened_registry() as registry:
+        rules = list_rules(registry, key_prefix)
     if as_json:
         typer.echo(orjson.dumps([_rule_document(rule) for rule in rules]).decode())
         return
@@ -91,7 +93,8 @@ def delete(
     """Delete a rule; the filter stops applying it at its next reload."""
     from tracker.registry.rules import delete_rule
 
-    delete_rule(open_registry(), rule_id)
+    with opened_registry() as registry:
+        delete_rule(registry, rule_id)
     typer.echo(f"deleted rule {rule_id}")
 
 
@@ -108,6 +111,7 @@ def limits(
     """Override the tenant's rate limits; an omitted option restores the default."""
     from tracker.registry.rules import set_limits
 
-    set_limits(open_registry(), key_prefix, tenant_limit=tenant_limit, ip_limit=ip_limit)
+    with opened_registry() as registry:
+        set_limits(registry, key_prefix, tenant_limit=tenant_limit, ip_limit=ip_limit)
     shown = ["default" if value is None else str(value) for value in (tenant_limit, ip_limit)]
     typer.echo(f"limits of {key_prefix}: tenant {shown[0]}, ip {shown[1]}")

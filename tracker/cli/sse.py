@@ -50,7 +50,7 @@ def sse(
 
     from tracker.broker import open_broker
     from tracker.broker.settings import BrokerSettings
-    from tracker.registry.db import Registry
+    from tracker.cli.registry import open_registry
     from tracker.settings import load_env
     from tracker.sse.app import SseGateway
     from tracker.sse.settings import SseSettings
@@ -63,12 +63,7 @@ def sse(
     if port is not None:
         settings = dataclasses.replace(settings, port=port)
     broker_settings = BrokerSettings.from_env(env)
-    data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
-    registry = Registry(
-        env.path("REGISTRY_PATH", data_dir / "registry.db"),
-        turso_url=env.str("TURSO_URL"),
-        turso_token=env.str("TURSO_AUTH_TOKEN"),
-    )
+    registry = open_registry()
     gateway = SseGateway(
         settings, open_broker(broker_settings), registry, admin_key=env.str("ADMIN_API_KEY")
     )

@@ -7,27 +7,15 @@ from typing import Any
 
 import typer
 
-__all__ = ["open_registry", "tenants_app"]
+from tracker.cli.registry import opened_registry
+
+__all__ = ["tenants_app"]
 
 tenants_app = typer.Typer(
     help="Create tenants and manage their plan, status, secrets and keys.", no_args_is_help=True
 )
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
-
-
-def open_registry() -> Any:
-    """Open the registry named by REGISTRY_PATH (default <TRACKER_DATA_DIR>/registry.db) or TURSO_URL."""
-    from tracker.registry.db import Registry
-    from tracker.settings import load_env
-
-    env = load_env()
-    data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
-    return Registry(
-        env.path("REGISTRY_PATH", data_dir / "registry.db"),
-        turso_url=env.str("TURSO_URL"),
-        turso_token=env.str("TURSO_AUTH_TOKEN"),
-    )
 
 
 def _tenant_dict(tenant: Any) -> dict[str, Any]:
@@ -67,11 +55,8 @@ def create(
     """
     from tracker.registry.tenants import create_tenant
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         created = create_tenant(registry, key_prefix=key_prefix, name=name, plan=plan)
-    finally:
-        registry.close()
     document = {
         "key_prefix": created.key_prefix,
         "hmac_secret": created.hmac_secret.hex(),
@@ -94,11 +79,8 @@ def list_command(as_json: bool = JSON_OPTION) -> None:
     """
     from tracker.registry.tenants import list_tenants
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         tenants = list_tenants(registry)
-    finally:
-        registry.close()
     if as_json:
         typer.echo(json.dumps([_tenant_dict(tenant) for tenant in tenants]))
         return
@@ -117,11 +99,8 @@ def show(
     """
     from tracker.registry.tenants import get_tenant
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         _print_tenant(get_tenant(registry, key_prefix), as_json)
-    finally:
-        registry.close()
 
 
 def _print_rotated(rotated: Any, as_json: bool) -> None:
@@ -150,11 +129,8 @@ def rotate_secret(
     """
     from tracker.registry.tenants import rotate_hmac_secret
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         _print_rotated(rotate_hmac_secret(registry, key_prefix), as_json)
-    finally:
-        registry.close()
 
 
 @tenants_app.command("rotate-key")
@@ -168,11 +144,8 @@ def rotate_key(
     """
     from tracker.registry.tenants import rotate_aes_key
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         _print_rotated(rotate_aes_key(registry, key_prefix), as_json)
-    finally:
-        registry.close()
 
 
 @tenants_app.command("retire-secret")
@@ -190,12 +163,9 @@ def retire(
     """
     from tracker.registry.tenants import get_tenant, retire_secret
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         retire_secret(registry, key_prefix, kind, key_id)
         _print_tenant(get_tenant(registry, key_prefix), as_json)
-    finally:
-        registry.close()
 
 
 @tenants_app.command("set-plan")
@@ -210,12 +180,9 @@ def set_plan_command(
     """
     from tracker.registry.tenants import get_tenant, set_plan
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         set_plan(registry, key_prefix, plan)
         _print_tenant(get_tenant(registry, key_prefix), as_json)
-    finally:
-        registry.close()
 
 
 @tenants_app.command("disable")
@@ -229,12 +196,9 @@ def disable(
     """
     from tracker.registry.tenants import disable_tenant, get_tenant
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         disable_tenant(registry, key_prefix)
         _print_tenant(get_tenant(registry, key_prefix), as_json)
-    finally:
-        registry.close()
 
 
 @tenants_app.command("enable")
@@ -248,9 +212,6 @@ def enable(
     """
     from tracker.registry.tenants import enable_tenant, get_tenant
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         enable_tenant(registry, key_prefix)
         _print_tenant(get_tenant(registry, key_prefix), as_json)
-    finally:
-        registry.close()

@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 import typer
 
-from tracker.cli.tenants import JSON_OPTION, open_registry
+from tracker.cli.registry import opened_registry
+from tracker.cli.tenants import JSON_OPTION
 
 __all__ = ["urls_app"]
 
@@ -49,13 +50,10 @@ def _active_secrets(key_prefix: str) -> Any:
     from tracker.errors import NotFound
     from tracker.registry.tenants import load_tenant_secrets
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         for tenant in load_tenant_secrets(registry):
             if tenant.key_prefix == key_prefix:
                 return tenant
-    finally:
-        registry.close()
     raise NotFound(f"tenant {key_prefix[:50]!r} not found")
 
 
@@ -211,13 +209,10 @@ def create(
     """
     from tracker.registry.tracking_urls import create_tracking_url
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         link = create_tracking_url(
             registry, tenant, destination, name=name, params=dict(_parse_params(params))
         )
-    finally:
-        registry.close()
     _print_link(link, as_json, base_url)
 
 
@@ -233,11 +228,8 @@ def rotate(
     """
     from tracker.registry.tracking_urls import rotate_destination
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         _print_link(rotate_destination(registry, tu_id, destination), as_json)
-    finally:
-        registry.close()
 
 
 @urls_app.command("disable")
@@ -251,11 +243,8 @@ def disable(
     """
     from tracker.registry.tracking_urls import disable_tracking_url
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         _print_link(disable_tracking_url(registry, tu_id), as_json)
-    finally:
-        registry.close()
 
 
 @urls_app.command("enable")
@@ -269,11 +258,8 @@ def enable(
     """
     from tracker.registry.tracking_urls import enable_tracking_url
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         _print_link(enable_tracking_url(registry, tu_id), as_json)
-    finally:
-        registry.close()
 
 
 @urls_app.command("list")
@@ -287,11 +273,8 @@ def list_command(
     """
     from tracker.registry.tracking_urls import list_tracking_urls
 
-    registry = open_registry()
-    try:
+    with opened_registry() as registry:
         links = list_tracking_urls(registry, key_prefix=tenant)
-    finally:
-        registry.close()
     if as_json:
         typer.echo(json.dumps([_link_dict(link) for link in links]))
         return

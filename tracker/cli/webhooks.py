@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from tracker.cli.registry import opened_registry
+
 __all__ = ["webhooks_app"]
 
 webhooks_app = typer.Typer(
     help="Manage webhook endpoints and their deliveries.", no_args_is_help=True
 )
-
-
-def _registry():
-    from tracker.registry.db import Registry
-    from tracker.settings import load_env
-
-    env = load_env()
-    data_dir = env.path("TRACKER_DATA_DIR", ".tracker")
-    return Registry(
-        env.path("REGISTRY_PATH", data_dir / "registry.db"),
-        turso_url=env.str("TURSO_URL"),
-        turso_token=env.str("TURSO_AUTH_TOKEN"),
-    )
 
 
 def _print(document: object) -> None:
@@ -65,23 +54,21 @@ def create(
         if not separator or not key:
             raise _usage_error("--param", f"expected KEY=VALUE, got {item[:50]!r}")
         filters[key] = value
-    registry = _registry()
     try:
-        created = create_endpoint(
-            registry,
-            key_prefix=tenant,
-            url=url,
-            event_types=event_type,
-            param_filters=filters,
-            description=description,
-            policy=NetworkPolicy.from_env(load_env()),
-        )
+        with opened_registry() as registry:
+            created = create_endpoint(
+                registry,
+                key_prefix=tenant,
+                url=url,
+                event_types=event_type,
+                param_filters=filters,
+                description=description,
+                policy=NetworkPolicy.from_env(load_env()),
+            )
     except ValueError as error:
         raise _usage_error(
             "--" + str(error).split(":", 1)[0].replace("_", "-"), str(error)
         ) from None
-    finally:
-        registry.close()
     _print({**created.endpoint.to_dict(), "secret": created.secret})
 
 
@@ -97,11 +84,8 @@ def list_command(
     """
     from tracker.registry.webhooks import list_endpoints
 
-    registry = _registry()
-    try:
+    with opened_registry() as registry:
         _print([endpoint.to_dict() for endpoint in list_endpoints(registry, tenant)])
-    finally:
-        registry.close()
 
 
 @webhooks_app.command("delete")
@@ -112,11 +96,8 @@ def delete(endpoint_id: str = typer.Argument(..., help="Id of the endpoint, wh_.
     """
     from tracker.registry.webhooks import delete_endpoint
 
-    registry = _registry()
-    try:
+    with opened_registry() as registry:
         delete_endpoint(registry, endpoint_id)
-    finally:
-        registry.close()
     typer.echo(f"deleted {endpoint_id}")
 
 
@@ -135,15 +116,13 @@ def deliveries(
     """
     from tracker.registry.webhooks import list_deliveries
 
-    registry = _registry()
     try:
-        rows = list_deliveries(
-            registry, key_prefix=tenant, endpoint_id=endpoint_id, status=status, limit=limit
-        )  # type: ignore[arg-type]
+        with opened_registry() as registry:
+            rows = list_deliveries(
+                registry, key_prefix=tenant, endpoint_id=endpoint_id, status=status, limit=limit
+            )  # type: ignore[arg-type]
     except ValueError as error:
         raise _usage_error("--status", str(error)) from None
-    finally:
-        registry.close()
     _print([row.to_dict() for row in rows])
 
 
@@ -160,13 +139,10 @@ def dead_letters(
     """
     from tracker.registry.webhooks import list_dead_letters
 
-    registry = _registry()
-    try:
+    with opened_registry() as registry:
         _print(
             [row.to_dict() for row in list_dead_letters(registry, key_prefix=tenant, limit=limit)]
         )
-    finally:
-        registry.close()
 
 
 @webhooks_app.command("replay")
@@ -179,8 +155,5 @@ def replay_command(
     """
     from tracker.registry.webhooks import replay
 
-    registry = _registry()
-    try:
+    with opened_registry() as registry:
         _print(replay(registry, delivery_id).to_dict())
-    finally:
-        registry.close()

@@ -1,5 +1,9 @@
 """The cold tier's Delta table: Arrow schema, event conversion, exactly-once appends.
 
+Events become Arrow rows in two ways with the same result: `documents_to_table`
+parses the stored JSON documents in the extension (`tracker._core.archive_rows`),
+which the archiver uses, and `events_to_table` converts already decoded dicts.
+
 The layout is documented in `tracker.consumers.archiver`. Each append carries one
 Delta application transaction (`txn` action) per broker partition it covers,
 with `appId = "<sink name>-p<partition>"` and `version` = the last broker offset
@@ -21,6 +25,8 @@ import pyarrow.dataset as pa_dataset
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from tracker._core import archive_rows
+
 __all__ = [
     "ARCHIVE_SCHEMA",
     "PARTITION_COLUMNS",
@@ -28,6 +34,7 @@ __all__ = [
     "ArchiveTable",
     "ConvertedEvents",
     "app_id_for",
+    "documents_to_table",
     "events_to_table",
 ]
 
@@ -92,6 +99,26 @@ def _invalid(event: Any) -> str | None:
         if not isinstance(value, str):
             return f"{name} is not a string"
     return None
+
+
+def documents_to_table(documents: Sequence[bytes]) -> ConvertedEvents:
+    """Convert event JSON documents to Arrow rows of ARCHIVE_SCHEMA, rejecting malformed ones.
+
+    Rows and reasons are those `events_to_table` gives for the decoded documents,
+    and a document that is not a JSON object is rejected as "event is not a JSON
+    object". The extension parses without the GIL and pyarrow imports its columns
+    without a copy.
+    """
+    rows = archive_rows(documents)
+    # from_batches checks the schema, so a drift between the extension and
+    # ARCHIVE_SCHEMA fails here instead of in a Delta append.
+    table = pa.Table.from_batches([pa.record_batch(rows)], schema=ARCHIVE_SCHEMA)
+    rejected = rows.rejected
+    if not rejected:
+        return ConvertedEvents(table, list(range(len(documents))), [])
+    dropped = {index for index, _ in rejected}
+    kept = [index for index in range(len(documents)) if index not in dropped]
+    return ConvertedEvents(table, kept, rejected)
 
 
 def events_to_table(events: Sequence[Mapping[str, Any]]) -> ConvertedEvents:

@@ -55,6 +55,7 @@ vacuum run on `ARCHIVE_COMPACT_EVERY_SECONDS` (see `archive_maintenance`).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -66,7 +67,7 @@ import pyarrow as pa
 from tracker.broker.base import TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED
 from tracker.consumers.archive_dedup import RecentEventIds
 from tracker.consumers.archive_maintenance import MaintenancePolicy, run_maintenance
-from tracker.consumers.archive_table import ArchiveTable, events_to_table
+from tracker.consumers.archive_table import ARCHIVE_SCHEMA, ArchiveTable, documents_to_table
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import ConfigError, RetryableSinkError, SinkError
 from tracker.settings import Env
@@ -162,6 +163,9 @@ class _Buffer:
 class ArchiverSink(Sink):
     """Buffers events and appends them to a Delta table with their broker offsets."""
 
+    # The extension parses the stored documents straight into Arrow columns.
+    decode_events = False
+
     def __init__(
         self, name: str, source_topic: str, table_name: str, settings: ArchiveSettings
     ) -> None:
@@ -232,16 +236,10 @@ class ArchiverSink(Sink):
             # NOTE: events before `expected` were buffered by an earlier call, so after a
             # failed flush the retried batch skips them and any dead letters they produced
             # in that call (the runtime clears them before a retry) are not routed again.
-            indexes = [
-                index
-                for index, offset in enumerate(
-                    batch.offsets or [batch.last_offset] * len(batch.events)
-                )
-                if expected is None or offset >= expected
-            ]
-            converted = events_to_table([batch.events[index] for index in indexes])
+            start = _first_index_at(batch, expected)
+            converted = documents_to_table(batch.raw[start:] if start else batch.raw)
             for position, reason in converted.rejected:
-                batch.dead_letter(indexes[position], reason)
+                batch.dead_letter(start + position, reason)
 
             event_ids = converted.table.column("event_id").to_pylist()
             keep = self.recent.take_new(event_ids, self._buffer.event_ids)
@@ -301,7 +299,7 @@ class ArchiverSink(Sink):
         buffer = self._buffer
         if not buffer.offsets:
             return
-        rows = pa.concat_tables(buffer.tables) if buffer.tables else events_to_table([]).table
+        rows = pa.concat_tables(buffer.tables) if buffer.tables else ARCHIVE_SCHEMA.empty_table()
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self.table.append, rows, self.name, dict(buffer.offsets))
@@ -384,6 +382,16 @@ class ArchiverSink(Sink):
                     "Archiver closed with unflushed events.",
                     extra={"consumer": self.name, "rows": self._buffer.rows},
                 )
+
+
+def _first_index_at(batch: Batch, expected: int | None) -> int:
+    """Return the index of the batch's first event at or after broker offset `expected`."""
+    if expected is None or batch.first_offset >= expected:
+        return 0
+    if not batch.offsets:
+        return 0 if batch.last_offset >= expected else len(batch.raw)
+    # Offsets never decrease within a batch, so the events to skip are a prefix.
+    return bisect.bisect_left(batch.offsets, expected)
 
 
 def create_sink(env: Env) -> ArchiverSink:

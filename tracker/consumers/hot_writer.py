@@ -3,13 +3,17 @@
 Table layout, indexes, partitions and the dialect differences are documented in
 `tracker.hot.schema`. The table is created or migrated when the writer starts.
 
-PostgreSQL path: each batch is copied (binary COPY) into a session temp table and
-merged with `INSERT ... SELECT ... ON CONFLICT DO NOTHING` in one transaction, so a
-redelivered batch inserts nothing twice. A lost connection (a database restart, a
-network failure) raises RetryableSinkError, and the runtime retries the batch after
-a backoff on a fresh connection. A batch the database rejects as data (for example
-a string it cannot store) is written again row by row, and only the rows that still
-fail go to dead letters.
+PostgreSQL path: `tracker._core.encode_hot_copy` checks the batch's raw documents
+and encodes the valid ones as one binary COPY stream, so no Python object is built
+per event. The stream is copied straight into the partitioned table in one
+transaction. When that fails on the unique key, the batch repeats stored events (a
+redelivery or a replay): it is then copied into a session temp table and merged
+with `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, so it inserts nothing twice.
+Batches keep taking the merge path until one merge inserts every row. A lost
+connection (a database restart, a network failure) raises RetryableSinkError, and
+the runtime retries the batch after a backoff on a fresh connection. A batch the
+database rejects as data (for example a string it cannot store) is written again
+row by row, and only the rows that still fail go to dead letters.
 
 Settings: HOT_DSN (required), HOT_SCHEMA (default public), HOT_RETENTION_DAYS (7),
 HOT_PARTITIONS_AHEAD_DAYS (3), HOT_DIALECT (auto, postgres or risingwave) and
@@ -27,8 +31,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from tracker._core import HotCopy, encode_hot_copy
 from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_REPLAY
-from tracker.consumers.events import STRING_FIELDS, event_problem
+from tracker.consumers.events import STRING_FIELDS
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import ConfigError, RetryableSinkError
 from tracker.hot.schema import COLUMNS, DAY_MS, DIALECTS, Dialect, dialect_for, partition_day
@@ -122,6 +127,8 @@ class HotWriter(Sink):
         self._partitions: set[int] = set()
         self._last_maintenance = float("-inf")
         self.skipped_expired = 0
+        # False after a COPY hit a stored event_id, until a merge finds no repeats.
+        self._copy_direct = True
 
     async def open(self, context: SinkContext) -> None:
         # Retries inside process() cover a database that is down at start.
@@ -139,17 +146,26 @@ class HotWriter(Sink):
             self._connection = None
 
     async def process(self, batch: Batch) -> None:
-        rows, days = self._rows(batch)
-        if not rows:
+        now_ms = int(time.time() * 1000)
+        copy = encode_hot_copy(
+            batch.raw,
+            # Older than the hot tier's retention: the cold tier stores it, and the hot tier would drop it.
+            cutoff_ms=now_ms - self.settings.retention_days * DAY_MS,
+            horizon_ms=now_ms + 366 * DAY_MS,
+        )
+        for index, reason in copy.rejected:
+            batch.dead_letter(index, reason)
+        self.skipped_expired += copy.expired
+        if not copy.rows:
             return
         try:
             connection = await self._connect()
-            await self._maintain(connection, days)
+            await self._maintain(connection, set(copy.days))
         except CONNECTION_ERRORS as error:
             await self._discard_connection()
             raise RetryableSinkError(f"hot database write failed: {error!r}"[:300]) from error
         try:
-            await self._write(connection, rows)
+            await self._write(connection, copy, batch)
         except CONNECTION_ERRORS as error:
             await self._discard_connection()
             raise RetryableSinkError(f"hot database write failed: {error!r}"[:300]) from error
@@ -158,52 +174,12 @@ class HotWriter(Sink):
                 "Hot batch rejected; writing rows one by one.", extra={"error": repr(error)[:300]}
             )
             try:
-                await self._write_one_by_one(connection, rows, batch)
+                await self._write_one_by_one(connection, copy.indices, batch)
             except CONNECTION_ERRORS as retry_error:
                 await self._discard_connection()
                 raise RetryableSinkError(
                     f"hot database write failed: {retry_error!r}"[:300]
                 ) from retry_error
-
-    def _rows(self, batch: Batch) -> tuple[list[tuple[Any, ...]], set[int]]:
-        """Build one tuple per valid event in COLUMNS order; return them and the days they touch."""
-        cutoff = int(time.time() * 1000) - self.settings.retention_days * DAY_MS
-        horizon = int(time.time() * 1000) + 366 * DAY_MS
-        rows: list[tuple[Any, ...]] = []
-        days: set[int] = set()
-        for index, event in enumerate(batch.events):
-            problem = event_problem(event)
-            if problem is not None:
-                batch.dead_letter(index, problem)
-                continue
-            timestamp = event["timestamp"]
-            if timestamp >= horizon:
-                batch.dead_letter(index, "timestamp: more than 366 days in the future")
-                continue
-            if timestamp < cutoff:
-                # Older than the hot tier's retention: the cold tier stores it, and the hot tier would drop it.
-                self.skipped_expired += 1
-                continue
-            params = event["params"]
-            raw = batch.raw[index]
-            params_json = (
-                orjson.dumps(params).decode()
-                if b"\\u0000" not in raw
-                else _params_without_nul(params)
-            )
-            rows.append(
-                (
-                    event["event_id"],
-                    event["event_type"],
-                    timestamp,
-                    params["key_prefix"],
-                    *(_clean_text(event.get(name, "")) for name in STRING_FIELDS),
-                    params_json,
-                    index,
-                )
-            )
-            days.add(timestamp - timestamp % DAY_MS)
-        return rows, days
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is not None and not self._connection.is_closed():
@@ -294,30 +270,65 @@ class HotWriter(Sink):
         self._partitions = {day for day in self._partitions if day + DAY_MS > cutoff}
         logger.info("Dropped expired hot partitions.", extra={"partitions": expired})
 
-    async def _write(self, connection: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    async def _write(self, connection: asyncpg.Connection, copy: HotCopy, batch: Batch) -> None:
         dialect = self._dialect
         assert dialect is not None
-        records = [row[:-1] for row in rows]
         if not dialect.partitioned:
-            await connection.executemany(dialect.insert_row(), records)
+            rows = [_row(batch.events[index]) for index in copy.indices]
+            await connection.executemany(dialect.insert_row(), rows)
             return
+
+        # A memoryview, because asyncpg would take plain bytes for a file path.
+        payload = memoryview(copy.payload)
+        if self._copy_direct:
+            try:
+                async with connection.transaction():
+                    await connection.copy_to_table(
+                        "events",
+                        schema_name=self.settings.schema,
+                        source=payload,
+                        columns=COLUMNS,
+                        format="binary",
+                    )
+                return
+            except asyncpg.exceptions.UniqueViolationError:
+                self._copy_direct = False
+                logger.info(
+                    "Hot batch repeats stored events; merging through the staging table.",
+                    extra={"partition": batch.partition, "offset": batch.first_offset},
+                )
         async with connection.transaction():
-            await connection.copy_records_to_table(
-                "hot_staging", records=records, columns=list(COLUMNS)
+            await connection.copy_to_table(
+                "hot_staging", source=payload, columns=COLUMNS, format="binary"
             )
-            await connection.execute(dialect.merge_staging())
+            status = await connection.execute(dialect.merge_staging())
+        # The status is "INSERT 0 <rows>". When every row was new, the repeats are over.
+        self._copy_direct = int(status.rsplit(" ", 1)[-1]) == copy.rows
 
     async def _write_one_by_one(
-        self, connection: asyncpg.Connection, rows: list[tuple[Any, ...]], batch: Batch
+        self, connection: asyncpg.Connection, indices: list[int], batch: Batch
     ) -> None:
         dialect = self._dialect
         assert dialect is not None
         statement = dialect.insert_row()
-        for row in rows:
+        for index in indices:
             try:
-                await connection.execute(statement, *row[:-1])
+                await connection.execute(statement, *_row(batch.events[index]))
             except DATA_ERRORS as error:
-                batch.dead_letter(row[-1], f"rejected by the hot database: {error}"[:200])
+                batch.dead_letter(index, f"rejected by the hot database: {error}"[:200])
+
+
+def _row(event: dict[str, Any]) -> tuple[Any, ...]:
+    """Return the column values of a checked event in COLUMNS order, for parameterised INSERTs."""
+    params = event["params"]
+    return (
+        event["event_id"],
+        event["event_type"],
+        event["timestamp"],
+        params["key_prefix"],
+        *(_clean_text(event.get(name, "")) for name in STRING_FIELDS),
+        _params_without_nul(params),
+    )
 
 
 def _params_without_nul(params: dict[str, str]) -> str:

@@ -11,7 +11,9 @@ Failures are classified:
 
 - a message that does not decode goes whole to the `dead-letters` topic;
 - one event that is not a JSON object, or that a sink rejects through
-  `Batch.dead_letter`, goes to `dead-letters` alone;
+  `Batch.dead_letter`, goes to `dead-letters` alone. A sink that sets
+  `decode_events = False` gets every document in `Batch.raw` unparsed and
+  dead-letters the ones that are not JSON objects itself;
 - `RetryableSinkError` and `BrokerUnavailable` retry the same batch with capped,
   full-jitter exponential backoff and never commit past it;
 - any other exception stops the consumer without committing, so a supervisor can
@@ -58,11 +60,16 @@ T = TypeVar("T")
 
 RETRYABLE_ERRORS = (RetryableSinkError, BrokerUnavailable)
 MAX_REASON_LEN = 200
+NOT_AN_OBJECT = "event is not a JSON object"
 
 
 @dataclass(slots=True)
 class Batch:
-    """Decoded events of consecutive messages from one partition, in offset order."""
+    """Events of consecutive messages from one partition, in offset order.
+
+    `raw` contains every event document. `events` contains the same events decoded,
+    or stays empty for a sink with `decode_events = False`.
+    """
 
     partition: int
     first_offset: int
@@ -70,14 +77,14 @@ class Batch:
     events: list[dict[str, Any]]
     raw: list[bytes]
     offsets: list[int] = field(default_factory=list)
-    """Broker offset of the message each event came from, same order as `events`."""
+    """Broker offset of the message each event came from, same order as `raw`."""
     dead_letters: list[tuple[int, str]] = field(default_factory=list)
 
     def dead_letter(self, index: int, reason: str) -> None:
         """Route event `index` to the dead-letters topic with `reason` instead of the sink."""
-        if not 0 <= index < len(self.events):
+        if not 0 <= index < len(self.raw):
             raise IndexError(
-                f"dead_letter index {index} is outside the batch of {len(self.events)} events"
+                f"dead_letter index {index} is outside the batch of {len(self.raw)} events"
             )
         self.dead_letters.append((index, reason[:MAX_REASON_LEN]))
 
@@ -125,6 +132,10 @@ class Sink(abc.ABC):
     """Consumer group name, also the `consumer` label of every metric."""
     source_topic: str
     """Topic the sink reads: "events" or "events-clean"."""
+    decode_events: bool = True
+    """Whether the runtime parses each document into `Batch.events`. A sink that
+    reads `Batch.raw` only sets it to False and must dead-letter documents that are
+    not JSON objects (reason "event is not a JSON object") itself."""
 
     async def open(self, context: SinkContext) -> None:  # noqa: B027 - optional hook
         """Acquire connections and state; called once before the first batch."""
@@ -157,6 +168,13 @@ class PartitionStatus:
     committed: int | None
     end: int | None
     lag: int
+
+
+def _is_json_object(document: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(document), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _lag(committed: int | None, end: int | None) -> int:
@@ -335,7 +353,7 @@ class ConsumerRuntime:
     async def _handle(self, partition: int, messages: list[Message]) -> bool:
         """Process and commit one poll's messages; return False if stopped before commit."""
         batch, undecodable = self._decode(partition, messages)
-        if batch.events:
+        if batch.raw:
             started = time.perf_counter()
 
             async def process() -> None:
@@ -343,7 +361,7 @@ class ConsumerRuntime:
                 try:
                     await self.sink.process(batch)
                 except BaseException:
-                    self.metrics.failed(len(batch.events))
+                    self.metrics.failed(len(batch.raw))
                     raise
 
             if await self._retrying(process, "process", returns_value=False) is None:
@@ -351,8 +369,7 @@ class ConsumerRuntime:
             self.metrics.batch_seconds(time.perf_counter() - started)
 
         envelopes = undecodable + [
-            self._envelope(partition, batch.offsets[index], reason, event=batch.raw[index])
-            for index, reason in batch.dead_letters
+            self._sink_envelope(batch, index, reason) for index, reason in batch.dead_letters
         ]
         if envelopes:
             payload = encode_record_batch(envelopes)
@@ -378,14 +395,14 @@ class ConsumerRuntime:
         if committed is None:
             return False
         self._positions[partition] = last_offset + 1
-        self.metrics.processed(len(batch.events) - len(batch.dead_letters))
+        self.metrics.processed(len(batch.raw) - len(batch.dead_letters))
         logger.debug(
             "Committed batch.",
             extra={
                 "consumer": self.group,
                 "partition": partition,
                 "offset": last_offset,
-                "events": len(batch.events),
+                "events": len(batch.raw),
             },
         )
         return True
@@ -406,6 +423,10 @@ class ConsumerRuntime:
                     )
                 )
                 continue
+            if not self.sink.decode_events:
+                batch.raw.extend(documents)
+                batch.offsets.extend([message.offset] * len(documents))
+                continue
             for document in documents:
                 try:
                     event = orjson.loads(document)
@@ -416,7 +437,7 @@ class ConsumerRuntime:
                         self._envelope(
                             partition,
                             message.offset,
-                            "event is not a JSON object",
+                            NOT_AN_OBJECT,
                             payload=document,
                         )
                     )
@@ -425,6 +446,15 @@ class ConsumerRuntime:
                 batch.raw.append(document)
                 batch.offsets.append(message.offset)
         return batch, undecodable
+
+    def _sink_envelope(self, batch: Batch, index: int, reason: str) -> bytes:
+        document = batch.raw[index]
+        offset = batch.offsets[index]
+        # A sink that reads raw documents may dead-letter one that is not a JSON object,
+        # which cannot be embedded as `event`.
+        if not self.sink.decode_events and not _is_json_object(document):
+            return self._envelope(batch.partition, offset, reason, payload=document)
+        return self._envelope(batch.partition, offset, reason, event=document)
 
     def _envelope(
         self,

@@ -17,16 +17,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN
-from tracker.consumers.events import event_problem, hour_of
+from tracker.consumers.columns import EventColumns, read_columns
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import RetryableSinkError
-from tracker.registry.ledger import LedgerRow, committed_offsets, prune_ledger, record_batch
+from tracker.registry.ledger import committed_offsets, prune_ledger, record_events
 from tracker.settings import Env
 
 __all__ = ["StatsSettings", "StatsSink", "create_sink"]
 
 logger = logging.getLogger(__name__)
+
+# The fields a ledger row needs, in `LedgerRow` order. The timestamp gives the hour.
+FIELDS = ("event_id", "params.key_prefix", "event_type", "params.tu_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,54 @@ class StatsSettings:
         )
 
 
+def ledger_input(
+    columns: EventColumns,
+) -> tuple[list[str], np.ndarray, list[tuple[str, str, str, int]]]:
+    """Return the batch's distinct event ids, the counter group of each, and the groups.
+
+    A group is (key_prefix, event_type, tu_id, hour). A repeated id counts once, in
+    the group of its last occurrence, as `record_batch` does with rows.
+    """
+    ids = columns["event_id"]
+    events = np.flatnonzero(columns.valid)
+    if not columns.problems and len(ids.values) == len(events):
+        event_ids = ids.values
+    else:
+        # The first occurrence of each code in the reversed batch is its last one.
+        _, first_reversed = np.unique(ids.codes[events][::-1], return_index=True)
+        events = np.sort(events[len(events) - 1 - first_reversed])
+        event_ids = [ids.values[code] for code in ids.codes[events].tolist()]
+
+    # Number the distinct (tenant, type, tu_id, hour) combinations one field at a time,
+    # so every key stays below the squared batch size, far inside int64.
+    tenants = columns["params.key_prefix"]
+    types = columns["event_type"]
+    tu_ids = columns["params.tu_id"]
+    hours = columns.timestamps[events] // 3_600_000 * 3600
+    hour_values, hour_codes = np.unique(hours, return_inverse=True)
+    key = tenants.codes[events].astype(np.int64)
+    first = group_of = np.arange(len(events))
+    for codes, size in (
+        (types.codes[events], len(types.values)),
+        (tu_ids.codes[events], len(tu_ids.values)),
+        (hour_codes, len(hour_values)),
+    ):
+        _, first, group_of = np.unique(key * size + codes, return_index=True, return_inverse=True)
+        key = group_of.astype(np.int64)
+
+    heads = events[first]
+    groups = list(
+        zip(
+            [tenants.values[code] for code in tenants.codes[heads].tolist()],
+            [types.values[code] for code in types.codes[heads].tolist()],
+            [tu_ids.values[code] for code in tu_ids.codes[heads].tolist()],
+            hours[first].tolist(),
+            strict=True,
+        )
+    )
+    return event_ids, group_of, groups
+
+
 def create_sink(env: Env) -> StatsSink:
     return StatsSink(StatsSettings.from_env(env))
 
@@ -56,6 +109,7 @@ class StatsSink(Sink):
     """Counts each distinct event once per tenant, event type, `tu_id` and hour."""
 
     name = "stats"
+    decode_events = False
 
     def __init__(self, settings: StatsSettings) -> None:
         self.settings = settings
@@ -77,27 +131,17 @@ class StatsSink(Sink):
         )
 
     async def process(self, batch: Batch) -> None:
-        rows = []
-        for index, event in enumerate(batch.events):
-            problem = event_problem(event)
-            if problem is not None:
-                batch.dead_letter(index, problem)
-                continue
-            params = event["params"]
-            rows.append(
-                LedgerRow(
-                    event["event_id"],
-                    params["key_prefix"],
-                    event["event_type"],
-                    params.get("tu_id", ""),
-                    hour_of(event["timestamp"]),
-                )
-            )
+        columns = read_columns(batch.raw, FIELDS)
+        for index, problem in columns.problems.items():
+            batch.dead_letter(index, problem)
+        event_ids, group_of, groups = ledger_input(columns)
 
         def write() -> int:
-            return record_batch(
+            return record_events(
                 self._registry.connection(),
-                rows,
+                event_ids,
+                group_of,
+                groups,
                 consumer=self.name,
                 topic=self.source_topic,
                 partition=batch.partition,
@@ -111,7 +155,7 @@ class StatsSink(Sink):
             raise RetryableSinkError(f"registry write failed: {error}") from error
         logger.debug(
             "Recorded stats batch.",
-            extra={"partition": batch.partition, "events": len(rows), "new": new},
+            extra={"partition": batch.partition, "events": len(event_ids), "new": new},
         )
         await self._maybe_prune()
 

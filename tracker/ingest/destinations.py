@@ -100,14 +100,26 @@ def redirect_location(destination: Destination, click_id: str) -> str:
     last. Other pairs keep their order and bytes. Characters a header cannot
     carry (spaces and non-ASCII) are percent-encoded as UTF-8.
     """
+    head, tail = _location_around_click_id(destination)
+    if not click_id.isascii() or " " in click_id:
+        click_id = _encode_unsafe(click_id)
+    return head + click_id + tail
+
+
+# Percent-encoding works byte by byte, so the parts before and after the click id can be
+# encoded once per destination. Destination is frozen, so it can be the cache key.
+@functools.lru_cache(maxsize=4096)
+def _location_around_click_id(destination: Destination) -> tuple[str, str]:
+    """Return the encoded Location text before and after the click id of `destination`."""
     pairs = []
     if destination.query:
         pairs = [pair for pair in destination.query.split("&") if not _is_click_id_pair(pair)]
-    pairs.append(f"{AD_CLICK_ID}={click_id}")
-    location = f"{destination.origin}{_encode_unsafe(destination.path) or '/'}?{_encode_unsafe('&'.join(pairs))}"
+    pairs.append(f"{AD_CLICK_ID}=")
+    head = f"{destination.origin}{_encode_unsafe(destination.path) or '/'}?{_encode_unsafe('&'.join(pairs))}"
+    tail = ""
     if destination.fragment is not None:
-        location += "#" + _encode_unsafe(destination.fragment)
-    return location
+        tail = "#" + _encode_unsafe(destination.fragment)
+    return head, tail
 
 
 def _parse_authority(authority: str) -> str:

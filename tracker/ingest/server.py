@@ -97,6 +97,7 @@ def _drain(service, producer, cache, settings: IngestSettings) -> None:
     remaining = max(1.0, deadline - time.monotonic())
     drained = producer.close(timeout=remaining)
     cache.stop()
+    service.metrics.flush()
     logger.info(
         "Ingest server stopped.",
         extra={

@@ -8,13 +8,12 @@ response therefore loses nothing the client saw accepted.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import orjson
-from robyn import Request, Response
+from robyn import Headers, Request, Response
 
 from tracker import __version__
 from tracker._core import (
@@ -44,7 +43,7 @@ from tracker.ingest.destinations import (
 )
 from tracker.ingest.errors import IngestError
 from tracker.ingest.metrics import IngestMetrics, render_metrics
-from tracker.ingest.requests import Query, RequestLimits, client_ip, read_query
+from tracker.ingest.requests import Query, RequestLimits, client_ip, peer_address, read_query
 from tracker.ingest.settings import IngestSettings
 
 __all__ = ["TRANSPARENT_GIF", "IngestService"]
@@ -69,6 +68,10 @@ PREFLIGHT_HEADERS = {
 }
 SCRIPT_CACHE_CONTROL = "public, max-age=86400, immutable"
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+# Robyn shares a Headers object passed to Response instead of building one from a dict per
+# response, and copies it before sending, so these may serve every response.
+_GIF_RESPONSE_HEADERS = Headers(GIF_HEADERS)
+_JSON_RESPONSE_HEADERS = Headers(JSON_HEADERS)
 
 # Query parameters of /p and /i that carry the optional signature, not event data.
 _SIGNATURE_PARAMS = frozenset({"sig", "exp", "sp"})
@@ -153,12 +156,12 @@ class IngestService:
     async def postback(self, request: Request) -> Response:
         key_prefix, params = self._tenant_query(request, "/p")
         event_id = await self._emit("postback", key_prefix, params, request, "/p")
-        return Response(200, JSON_HEADERS, orjson.dumps({"event_id": event_id}))
+        return Response(200, _JSON_RESPONSE_HEADERS, orjson.dumps({"event_id": event_id}))
 
     async def impression(self, request: Request) -> Response:
         key_prefix, params = self._tenant_query(request, "/i")
         await self._emit("impression", key_prefix, params, request, "/i")
-        return Response(200, GIF_HEADERS, TRANSPARENT_GIF)
+        return Response(200, _GIF_RESPONSE_HEADERS, TRANSPARENT_GIF)
 
     async def batch(self, request: Request) -> Response:
         body = self._body(request, self.settings.max_body_bytes, ("application/json",))
@@ -178,7 +181,7 @@ class IngestService:
             raise _batch_error(error) from None
 
         if parsed.records:
-            await self._submit(self.producer.submit_records, parsed.records)
+            await self._submit(self.producer.send_records(parsed.records))
             self.metrics.count_accepted("/batch", parsed.accepted)
         if parsed.rejected:
             self.metrics.count_rejected("batch_event", len(parsed.rejected))
@@ -186,7 +189,9 @@ class IngestService:
             {"index": r.index, "field": r.field, "reason": r.reason} for r in parsed.rejected
         ]
         return Response(
-            200, JSON_HEADERS, orjson.dumps({"accepted": parsed.accepted, "rejected": rejected})
+            200,
+            _JSON_RESPONSE_HEADERS,
+            orjson.dumps({"accepted": parsed.accepted, "rejected": rejected}),
         )
 
     async def ingest(self, request: Request) -> Response:
@@ -285,6 +290,8 @@ class IngestService:
         )
 
     def update_gauges(self) -> None:
+        """Publish the producer gauges and the counts handlers recorded since the last call."""
+        self.metrics.flush()
         state = self.producer.state()
         self.metrics.set_producer_state(
             state.queue_events, state.spool_events, state.state == "connected"
@@ -325,23 +332,18 @@ class IngestService:
             raise IngestError("invalid_event", str(error), error.field or None) from None
 
         partition = partition_for(key_prefix, self.partitions)
-        await self._submit(self.producer.submit_event, partition, event_json)
+        await self._submit(self.producer.send_event(partition, event_json))
         self.metrics.count_accepted(endpoint or path)
         return event_id
 
-    async def _submit(self, submit: Any, *args: Any) -> None:
+    async def _submit(self, sending: Awaitable[None]) -> None:
+        """Await a producer send, turning a full queue or a broker failure into a 503."""
         try:
-            future = submit(*args)
+            await sending
         except QueueFull:
             raise IngestError(
                 "queue_full", "the server is at capacity; retry after a second", None
             ) from None
-        except BrokerError:
-            raise IngestError(
-                "broker_unavailable", "events cannot be stored right now; retry later", None
-            ) from None
-        try:
-            await asyncio.wrap_future(future)
         except BrokerError:
             raise IngestError(
                 "broker_unavailable", "events cannot be stored right now; retry later", None
@@ -420,12 +422,12 @@ class IngestService:
         return self._batch_parser
 
     def _client_ip(self, request: Request) -> str:
+        trusted = self.settings.trusted_proxies
+        if not trusted:
+            return peer_address(request.ip_addr)
         headers = request.headers
         return client_ip(
-            request.ip_addr,
-            headers.get("x-forwarded-for"),
-            headers.get("forwarded"),
-            self.settings.trusted_proxies,
+            request.ip_addr, headers.get("x-forwarded-for"), headers.get("forwarded"), trusted
         )
 
     def _header(self, headers: Any, name: str) -> str:

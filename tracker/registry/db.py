@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tracker.sqlite_wal import enable_wal
+
 __all__ = ["Registry", "connect", "migrate"]
 
 BUSY_TIMEOUT_MS = 10_000
@@ -35,10 +37,10 @@ def connect(
     connection = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
-    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    enable_wal(connection, BUSY_TIMEOUT_MS)
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return connection
 
 

@@ -1,22 +1,24 @@
 """The stats ledger: exact event counts per tenant, event type, tracking URL and hour.
 
-Writes come from the stats consumer (`record_batch`), reads from the platform API
+Writes come from the stats consumer (`record_events`, or `record_batch` per row), reads from the platform API
 (`count_events`, `count_rows`). Tables are created by `schema/011_stats.sql`.
 
-A batch is recorded in one transaction. Its event ids are looked up in
-`stats_ledger`, and counters grow only by the ids it does not hold yet. Those ids
-are then added to the ledger and the batch's broker offset is stored. A batch
-delivered twice, or replayed after a crash, therefore changes nothing the second
-time.
+A batch is recorded in one transaction. Its event ids are inserted into
+`stats_ledger` with INSERT OR IGNORE, which returns the ids the ledger did not hold
+yet, and counters grow only by those. The batch's broker offset is stored in the
+same transaction. A batch delivered twice, or replayed after a crash, therefore
+changes nothing the second time.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
 
 from tracker.errors import RegistryError
 
@@ -29,6 +31,7 @@ __all__ = [
     "count_rows",
     "prune_ledger",
     "record_batch",
+    "record_events",
 ]
 
 GROUP_COLUMNS = ("event_type", "hour", "tu_id")
@@ -52,8 +55,14 @@ class StatsRow:
     count: int
 
 
-# SQLite allows 32,766 bound parameters per statement since 3.32; 500 stays far below.
-LOOKUP_CHUNK = 500
+# The batch's ids travel as one JSON array, so one statement inserts any number of them.
+# RETURNING (SQLite 3.35+) lists only the rows inserted, not the ones ignored, and
+# json_each is built into SQLite since 3.38.
+_INSERT_IDS = """
+INSERT OR IGNORE INTO stats_ledger (event_id, recorded_at)
+SELECT value, ? FROM json_each(?)
+RETURNING event_id
+"""
 
 _ADD_COUNTS = """
 INSERT INTO stats_counts (key_prefix, event_type, tu_id, hour, count) VALUES (?, ?, ?, ?, ?)
@@ -70,7 +79,7 @@ SET committed = max(committed, excluded.committed), updated_at = excluded.update
 
 def record_batch(
     connection: Any,
-    rows: Iterable[LedgerRow],
+    rows: Iterable[LedgerRow | tuple[str, str, str, str, int]],
     *,
     consumer: str,
     topic: str,
@@ -79,37 +88,64 @@ def record_batch(
 ) -> int:
     """Count the events of one batch that the ledger has not seen; return how many were new.
 
-    Runs one IMMEDIATE transaction on `connection` (a registry connection in
-    autocommit mode) and stores `last_offset` for the partition in it. The ledger
-    is read inside the transaction, so concurrent writers cannot both count an id.
+    `rows` are `LedgerRow`s or plain tuples in the same field order. A repeated
+    id counts once, with its last row. See `record_events` for the transaction.
     """
-    # A dict also drops a duplicate id inside the batch itself.
-    unique = {row.event_id: row for row in rows}
-    ids = list(unique)
+    unique = {row[0]: row for row in rows}
+    groups: dict[tuple[Any, ...], int] = {}
+    group_of = [groups.setdefault(tuple(row[1:]), len(groups)) for row in unique.values()]
+    return record_events(
+        connection,
+        list(unique),
+        group_of,
+        list(groups),
+        consumer=consumer,
+        topic=topic,
+        partition=partition,
+        last_offset=last_offset,
+    )
+
+
+def record_events(
+    connection: Any,
+    event_ids: list[str],
+    group_of: Sequence[int] | np.ndarray,
+    groups: Sequence[tuple[str, str, str, int]],
+    *,
+    consumer: str,
+    topic: str,
+    partition: int,
+    last_offset: int,
+) -> int:
+    """Count distinct events by id and counter group; return how many the ledger had not seen.
+
+    `event_ids` must be distinct. Event i adds one to the counter `groups[group_of[i]]`,
+    a (key_prefix, event_type, tu_id, hour) tuple, if the ledger does not hold its id.
+    Runs one IMMEDIATE transaction on `connection` (a registry connection in
+    autocommit mode) and stores `last_offset` for the partition in it. The ledger is
+    written inside the transaction, so concurrent writers cannot both count an id.
+    """
+    group_index = np.asarray(group_of, dtype=np.intp)
+    ids = orjson.dumps(event_ids).decode()
     now = int(time.time())
     connection.execute("BEGIN IMMEDIATE")
     try:
-        for start in range(0, len(ids), LOOKUP_CHUNK):
-            chunk = ids[start : start + LOOKUP_CHUNK]
-            placeholders = ",".join("?" * len(chunk))
-            for (known,) in connection.execute(
-                f"SELECT event_id FROM stats_ledger WHERE event_id IN ({placeholders})", chunk
-            ):
-                del unique[known]
+        new = connection.execute(_INSERT_IDS, (now, ids)).fetchall()
+        if len(new) != len(event_ids):
+            position = {event_id: index for index, event_id in enumerate(event_ids)}
+            group_index = group_index[
+                np.array([position[event_id] for (event_id,) in new], dtype=np.intp)
+            ]
+        counts = np.bincount(group_index, minlength=len(groups)).tolist()
         connection.executemany(
-            "INSERT INTO stats_ledger (event_id, recorded_at) VALUES (?, ?)",
-            [(event_id, now) for event_id in unique],
+            _ADD_COUNTS, [(*groups[group], count) for group, count in enumerate(counts) if count]
         )
-        counts = Counter(
-            (row.key_prefix, row.event_type, row.tu_id, row.hour) for row in unique.values()
-        )
-        connection.executemany(_ADD_COUNTS, [(*key, count) for key, count in counts.items()])
         connection.execute(_STORE_OFFSET, (consumer, topic, partition, last_offset, now))
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
-    return len(unique)
+    return len(new)
 
 
 def committed_offsets(connection: Any, consumer: str, topic: str) -> dict[int, int]:

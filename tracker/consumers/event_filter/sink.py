@@ -7,6 +7,11 @@ same partition, unchanged unless a tag rule added `params._tag`. Dropped events 
 published to `events-filtered` with one extra top-level field, `filter_reason`, whose
 value is `bot`, `rate_tenant`, `rate_ip` or `rule:<rule_id>`.
 
+The sink works on columns read from the raw documents (`tracker.consumers.columns`):
+bot verdicts are taken once per distinct user agent and the limiters count per
+distinct key. Kept events are forwarded as the bytes they came in. An event is
+decoded into a dict only for its tenant's rules, a tag or `events-filtered`.
+
 Drop counts per tenant, hour and reason go to the registry's `filter_drops` in the
 same transaction as the batch's offset, and the runtime resumes from that offset, so
 counters stay exact across crashes. Publishing to the two topics happens before that
@@ -27,14 +32,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
 from tracker._core import encode_record_batch
 from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED
+from tracker.consumers.columns import Column, EventColumns, read_columns
 from tracker.consumers.event_filter.bots import BotDetector
-from tracker.consumers.event_filter.ratelimit import SlidingWindowLimiter
+from tracker.consumers.event_filter.ratelimit import (
+    SlidingWindowLimiter,
+    key_hashes,
+    pair_hashes,
+)
 from tracker.consumers.event_filter.rules import CompiledRule
-from tracker.consumers.events import event_problem, hour_of
 from tracker.consumers.runtime import Batch, Sink, SinkContext
 from tracker.errors import RetryableSinkError
 from tracker.registry.rules import (
@@ -51,6 +61,8 @@ __all__ = ["EventFilterSink", "FilterSettings"]
 logger = logging.getLogger(__name__)
 
 TAG_PARAM = "_tag"
+# The event fields the filter reads. Rules, which may need any field, decode the event.
+FIELDS = ("params.key_prefix", "ip", "user_agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,7 @@ class EventFilterSink(Sink):
 
     name = "event-filter"
     source_topic = TOPIC_EVENTS
+    decode_events = False
 
     def __init__(self, settings: FilterSettings) -> None:
         self.settings = settings
@@ -124,37 +137,30 @@ class EventFilterSink(Sink):
     async def process(self, batch: Batch) -> None:
         await self._reload()
         assert self._bots is not None
-        is_bot = self._bots.is_bot
-        drop_bots = self.settings.drop_bots
+        columns = read_columns(batch.raw, FIELDS)
+        for index, problem in columns.problems.items():
+            batch.dead_letter(index, problem)
 
-        reasons: list[str | None] = [None] * len(batch.events)
-        candidates: list[int] = []
+        # `candidate` marks the events still to be kept; `reasons` collects the drops.
+        tenants = columns["params.key_prefix"]
+        candidate = columns.valid.copy()
+        reasons: dict[int, str] = {}
+        if self.settings.drop_bots:
+            self._drop_bots(columns["user_agent"], candidate, reasons)
+        decoded: dict[int, dict[str, Any]] = {}
         tagged: dict[int, list[str]] = {}
-        for index, event in enumerate(batch.events):
-            problem = event_problem(event)
-            if problem is not None:
-                batch.dead_letter(index, problem)
-                reasons[index] = ""
-                continue
-            if drop_bots and is_bot(event.get("user_agent", "")):
-                reasons[index] = "bot"
-                continue
-            rules = self._rules.get(event["params"]["key_prefix"])
-            if rules:
-                reason = self._apply_rules(rules, event, index, tagged)
-                if reason is not None:
-                    reasons[index] = reason
-                    continue
-            candidates.append(index)
+        if self._rules:
+            self._apply_tenant_rules(batch.raw, tenants, candidate, reasons, decoded, tagged)
+        kept = self._rate_limit(columns, candidate, reasons)
 
-        candidates = self._rate_limit(batch.events, candidates, reasons)
-        await self._publish(batch, reasons, tagged)
+        await self._publish(batch, kept, reasons, decoded, tagged)
 
         drops: Counter[tuple[str, int, str]] = Counter()
-        for index, reason in enumerate(reasons):
-            if reason:
-                event = batch.events[index]
-                drops[(event["params"]["key_prefix"], hour_of(event["timestamp"]), reason)] += 1
+        if reasons:
+            hours = (columns.timestamps // 3_600_000 * 3600).tolist()
+            tenant_codes = tenants.codes.tolist()
+            for index, reason in reasons.items():
+                drops[(tenants.values[tenant_codes[index]], hours[index], reason)] += 1
         try:
             await self._call(
                 lambda: record_drops(
@@ -172,10 +178,44 @@ class EventFilterSink(Sink):
             "Filtered batch.",
             extra={
                 "partition": batch.partition,
-                "kept": len(candidates),
+                "kept": len(kept),
                 "dropped": sum(drops.values()),
             },
         )
+
+    def _drop_bots(self, agents: Column, candidate: np.ndarray, reasons: dict[int, str]) -> None:
+        """Drop candidates whose user agent is a bot; each distinct agent is checked once."""
+        assert self._bots is not None
+        is_bot = self._bots.is_bot
+        verdicts = np.fromiter(
+            (is_bot(agent) for agent in agents.values), dtype=bool, count=len(agents.values)
+        )
+        bots = verdicts[agents.codes] & candidate
+        if bots.any():
+            for index in np.flatnonzero(bots).tolist():
+                reasons[index] = "bot"
+            candidate &= ~bots
+
+    def _apply_tenant_rules(
+        self,
+        raw: list[bytes],
+        tenants: Column,
+        candidate: np.ndarray,
+        reasons: dict[int, str],
+        decoded: dict[int, dict[str, Any]],
+        tagged: dict[int, list[str]],
+    ) -> None:
+        """Run the rules of tenants that have any, on their candidates decoded into dicts."""
+        with_rules = [code for code, tenant in enumerate(tenants.values) if tenant in self._rules]
+        if not with_rules:
+            return
+        for index in np.flatnonzero(candidate & np.isin(tenants.codes, with_rules)).tolist():
+            event = decoded[index] = orjson.loads(raw[index])
+            rules = self._rules[tenants.values[tenants.codes[index]]]
+            reason = self._apply_rules(rules, event, index, tagged)
+            if reason is not None:
+                reasons[index] = reason
+                candidate[index] = False
 
     def _apply_rules(
         self,
@@ -193,69 +233,84 @@ class EventFilterSink(Sink):
         return None
 
     def _rate_limit(
-        self, events: list[dict[str, Any]], candidates: list[int], reasons: list[str | None]
+        self, columns: EventColumns, candidate: np.ndarray, reasons: dict[int, str]
     ) -> list[int]:
         """Apply the tenant limit, then the per-IP limit, to candidates; return the kept ones."""
-        tenants = [events[index]["params"]["key_prefix"] for index in candidates]
-        timestamps = [events[index]["timestamp"] for index in candidates]
-        tenant_limits, ip_limits = self._limits_for(set(tenants))
+        indexes = np.flatnonzero(candidate)
+        if len(indexes) == 0:
+            return []
+        tenants = columns["params.key_prefix"]
+        tenant_limits, ip_limits = self._limits_for(tenants.values)
+        tenant_hashes = key_hashes(tenants.values)
+        tenant_codes = tenants.codes[indexes]
+        timestamps = columns.timestamps[indexes]
 
-        admitted = self._tenant_rate.admit(
-            tenants, timestamps, [tenant_limits[tenant] for tenant in tenants]
+        admitted = self._tenant_rate.admit_hashed(
+            tenant_hashes, tenant_codes, timestamps, tenant_limits[tenant_codes]
         )
-        kept = [position for position, ok in enumerate(admitted) if ok]
-        for position, ok in enumerate(admitted):
-            if not ok:
-                reasons[candidates[position]] = "rate_tenant"
-        if not kept:
+        for index in indexes[~admitted].tolist():
+            reasons[index] = "rate_tenant"
+        indexes = indexes[admitted]
+        if len(indexes) == 0:
             return []
 
-        ip_keys = [
-            f"{tenants[position]}\x00{events[candidates[position]].get('ip', '')}"
-            for position in kept
-        ]
-        admitted = self._ip_rate.admit(
-            ip_keys,
-            [timestamps[position] for position in kept],
-            [ip_limits[tenants[position]] for position in kept],
+        # One limiter key per distinct (tenant, IP) pair of the batch, hashed from the
+        # hashes of its two parts.
+        ips = columns["ip"]
+        ip_count = len(ips.values)
+        tenant_codes = tenants.codes[indexes]
+        pairs = tenant_codes.astype(np.int64) * ip_count + ips.codes[indexes]
+        distinct_pairs, pair_codes = np.unique(pairs, return_inverse=True)
+        hashes = pair_hashes(
+            tenant_hashes[distinct_pairs // ip_count],
+            key_hashes(ips.values)[distinct_pairs % ip_count],
         )
-        result = []
-        for position, ok in zip(kept, admitted, strict=True):
-            if ok:
-                result.append(candidates[position])
-            else:
-                reasons[candidates[position]] = "rate_ip"
-        return result
+        admitted = self._ip_rate.admit_hashed(
+            hashes, pair_codes, columns.timestamps[indexes], ip_limits[tenant_codes]
+        )
+        for index in indexes[~admitted].tolist():
+            reasons[index] = "rate_ip"
+        return indexes[admitted].tolist()
 
-    def _limits_for(self, tenants: set[str]) -> tuple[dict[str, int], dict[str, int]]:
-        """Return the tenant and per-IP limits of each tenant: its override, else the default."""
-        tenant_limits, ip_limits = {}, {}
+    def _limits_for(self, tenants: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return the tenant and per-IP limit of each tenant: its override, else the default."""
+        tenant_limits, ip_limits = [], []
         for tenant in tenants:
             override = self._limits.get(tenant)
             tenant_limit = override.tenant_limit if override is not None else None
             ip_limit = override.ip_limit if override is not None else None
-            tenant_limits[tenant] = (
+            tenant_limits.append(
                 self.settings.tenant_limit if tenant_limit is None else tenant_limit
             )
-            ip_limits[tenant] = self.settings.ip_limit if ip_limit is None else ip_limit
-        return tenant_limits, ip_limits
+            ip_limits.append(self.settings.ip_limit if ip_limit is None else ip_limit)
+        return np.array(tenant_limits, dtype=np.int64), np.array(ip_limits, dtype=np.int64)
 
     async def _publish(
-        self, batch: Batch, reasons: list[str | None], tagged: dict[int, list[str]]
+        self,
+        batch: Batch,
+        kept: list[int],
+        reasons: dict[int, str],
+        decoded: dict[int, dict[str, Any]],
+        tagged: dict[int, list[str]],
     ) -> None:
-        clean: list[bytes] = []
-        filtered: list[bytes] = []
-        for index, reason in enumerate(reasons):
-            if reason == "":
-                continue
-            if reason is not None:
-                filtered.append(orjson.dumps({**batch.events[index], "filter_reason": reason}))
-            elif index in tagged:
-                event = batch.events[index]
-                params = {**event["params"], TAG_PARAM: ",".join(tagged[index])}
-                clean.append(orjson.dumps({**event, "params": params}))
-            else:
-                clean.append(batch.raw[index])
+        """Publish kept events to `events-clean` and dropped ones to `events-filtered`.
+
+        A kept event goes out as the document it came in, unless a tag rule changed it.
+        """
+        raw = batch.raw
+        if tagged:
+            clean = [
+                self._tagged(decoded[index], tagged[index]) if index in tagged else raw[index]
+                for index in kept
+            ]
+        else:
+            clean = [raw[index] for index in kept]
+        filtered = [
+            orjson.dumps(
+                {**(decoded.get(index) or orjson.loads(raw[index])), "filter_reason": reason}
+            )
+            for index, reason in sorted(reasons.items())
+        ]
         if clean:
             await self._broker.publish(
                 TOPIC_EVENTS_CLEAN, batch.partition, [encode_record_batch(clean)]
@@ -264,6 +319,11 @@ class EventFilterSink(Sink):
             await self._broker.publish(
                 TOPIC_EVENTS_FILTERED, batch.partition, [encode_record_batch(filtered)]
             )
+
+    @staticmethod
+    def _tagged(event: dict[str, Any], tags: list[str]) -> bytes:
+        params = {**event["params"], TAG_PARAM: ",".join(tags)}
+        return orjson.dumps({**event, "params": params})
 
     async def _reload(self, *, force: bool = False) -> None:
         now = time.monotonic()
