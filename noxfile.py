@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 
-def _install_platform(session: nox.Session) -> None:
+def _install_platform(session: nox.Session, extras: str = "test,mcp") -> None:
     """Build the Rust extension in release mode and install both distributions editable."""
     session.install("maturin>=1.7,<2")
     session.run(
@@ -25,7 +25,7 @@ def _install_platform(session: nox.Session) -> None:
         "develop",
         "--release",
         "--extras",
-        "test,mcp",
+        extras,
         env={"VIRTUAL_ENV": session.virtualenv.location},
     )
     session.install("-e", "./sdk[encrypted]")
@@ -55,7 +55,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Run every benchmark in bench/ and write bench/results/<date>-<commit>.json."""
-    _install_platform(session)
+    _install_platform(session, extras="test,mcp,bench")
     commit = (
         subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

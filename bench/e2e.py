@@ -2,10 +2,10 @@
 
 Starts `tracker up` on free 127.0.0.1 ports and sends `--batches` bodies of 1,000 events from
 a few threads. It polls the platform API once a second until the cold tier counts every
-event, and the hot tier too when HOT_DSN is set (in a private PostgreSQL schema). It writes the lag
-over time as CSV (a PNG too when matplotlib is installed), the sustained rate (events over
-the time from the first send to the last count), and the event-to-query latency of one
-postback. Results go to `bench/results/e2e-<date>.json`, `.md` and `.csv`.
+event, and the hot tier too when HOT_DSN is set (in a private PostgreSQL schema). It writes
+the lag over time as CSV and, with matplotlib (the `bench` extra), as a PNG. It also reports
+the sustained rate (events over the time from the first send to the last count) and the
+event-to-query latency of one postback. Results go to `bench/results/e2e-<date>.json`, `.md`, `.csv` and `-lag.png`.
 
     python bench/e2e.py --batches 20
 """
@@ -180,6 +180,50 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict:
     }
 
 
+def plot_lag(samples: list[dict], path: Path, args: argparse.Namespace) -> bool:
+    """Draw each tier's lag (accepted minus counted events) over time into a PNG at `path`.
+
+    Returns False without writing when matplotlib, which comes with the `bench` extra, is
+    not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+
+    seconds = [sample["seconds"] for sample in samples]
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    axes.step(
+        seconds,
+        [sample["accepted"] for sample in samples],
+        where="post",
+        color="0.6",
+        linestyle="--",
+        label="accepted by ingest",
+    )
+    for key in samples[0]:
+        if key.endswith("_lag"):
+            tier = key.removesuffix("_lag")
+            axes.step(
+                seconds, [sample[key] for sample in samples], where="post", label=f"{tier} tier lag"
+            )
+    axes.set_xlabel("seconds since the first batch was sent")
+    axes.set_ylabel("events")
+    axes.set_title(
+        f"Consumer lag: {args.batches} batches of {BATCH_EVENTS:,} events from {args.senders} senders"
+    )
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=20, help="Number of 1,000-event bodies.")
@@ -215,6 +259,7 @@ def main() -> None:
 
         asyncio.run(execute(f'CREATE SCHEMA "{schema}"'))
         env["HOT_SCHEMA"] = schema
+    load_at_start = os.getloadavg()[0]
     try:
         result = run(args, env, work)
     finally:
@@ -227,28 +272,18 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(result["samples"][0]))
         writer.writeheader()
         writer.writerows(result["samples"])
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        plot = "no PNG: matplotlib is not installed"
-    else:
-        figure, axes = plt.subplots()
-        for key in result["samples"][0]:
-            if key.endswith("_lag"):
-                axes.plot(
-                    [s["seconds"] for s in result["samples"]],
-                    [s[key] for s in result["samples"]],
-                    label=key,
-                )
-        axes.set_xlabel("seconds since the first batch")
-        axes.set_ylabel("events accepted but not yet counted")
-        axes.legend()
-        figure.savefig(base.with_suffix(".png"))
-        plot = f"plot: {base.with_suffix('.png').name}"
+    plot_path = base.parent / f"{base.name}-lag.png"
+    plotted = plot_lag(result["samples"], plot_path, args)
+    plot = (
+        f"plotted in {plot_path.name}"
+        if plotted
+        else "no PNG because matplotlib is not installed (install the `bench` extra)"
+    )
     record = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/e2e.py " + " ".join(sys.argv[1:]),
         "machine": machine_note(),
+        "load_average_1m_start": load_at_start,
         "hot_tier": bool(schema),
         **{k: v for k, v in result.items() if k != "samples"},
     }
@@ -256,8 +291,9 @@ def main() -> None:
     lines = [
         f"# End-to-end run, {record['date']}",
         "",
-        f"Command: `{record['command']}`. Machine: {record['machine']}.",
-        f"Lag over time: {base.with_suffix('.csv').name}; {plot}.",
+        f"Command: `{record['command']}`. Machine: {record['machine']} at the end of the run,"
+        f" 1-minute load average {load_at_start:.1f} at the start.",
+        f"Lag over time: {base.with_suffix('.csv').name}, {plot}.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -270,6 +306,8 @@ def main() -> None:
         )
     for tier, seconds in record["event_to_query_seconds"].items():
         lines.append(f"| one postback to a count in the {tier} tier | {seconds} s |")
+    if plotted:
+        lines += ["", f"![Lag over time per tier]({plot_path.name})"]
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

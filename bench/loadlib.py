@@ -3,7 +3,8 @@
 It builds on the primitives of `bench/load/run_ingest.py`: the wrk runner with its Lua report
 scripts, the RSS sampler, the Robyn baseline, and the tenant and batch body set-up. It adds
 what a comparison across servers needs: a discarded warm-up run, several measured runs whose
-median is reported, the Rust baseline, and `tracker serve` with a chosen number of processes. Everything listens on 127.0.0.1 ports from the OS.
+median is reported, server CPU time per request, the axum baseline, and `tracker serve` with a
+chosen number of processes. Everything listens on 127.0.0.1 ports from the OS.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "machine_note",
     "measure",
     "prepare_tenant",
+    "server_cpu_seconds",
     "start_baseline",
     "start_rust_baseline",
     "start_serve",
@@ -59,6 +61,7 @@ class LoadResult:
     connections: int
     runs: list[dict] = field(default_factory=list)
     peak_rss_mib: list[float] = field(default_factory=list)
+    server_cpu_seconds: float = 0.0
 
     @property
     def requests_per_second(self) -> float:
@@ -73,6 +76,12 @@ class LoadResult:
         return statistics.median(run["p99_ms"] for run in self.runs)
 
     @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU time (user + system, all server processes) per answered request."""
+        requests = sum(run["requests"] for run in self.runs)
+        return self.server_cpu_seconds * 1e6 / requests if requests else float("nan")
+
+    @property
     def non_2xx(self) -> int:
         return sum(run["non_2xx_3xx"] + run["socket_errors"] for run in self.runs)
 
@@ -85,6 +94,8 @@ class LoadResult:
             "p99_ms": self.p99_ms,
             "errors": self.non_2xx,
             "peak_rss_mib": self.peak_rss_mib,
+            "server_cpu_seconds": round(self.server_cpu_seconds, 2),
+            "cpu_us_per_request": round(self.cpu_us_per_request, 1),
             "runs": self.runs,
         }
 
@@ -104,25 +115,56 @@ def measure(
 ) -> LoadResult:
     """Run wrk once for `warmup` seconds (discarded), then `repeats` times for `seconds`.
 
-    RSS is sampled over the measured runs only; `exclude_pids` drops launcher processes.
+    RSS and server CPU time are measured over the measured runs only; `exclude_pids` drops
+    launcher processes from both.
     """
     script = BATCH_SCRIPT if body_path is not None else REPORT_SCRIPT
     script_args = (str(body_path),) if body_path is not None else ()
     if warmup > 0:
         run_wrk(url, warmup, connections, threads, script, *script_args)
     result = LoadResult(name, connections)
+    cpu_before = server_cpu_seconds(pids, exclude_pids)
     with RssSampler(pids) as sampler:
         for _ in range(repeats):
             result.runs.append(run_wrk(url, seconds, connections, threads, script, *script_args))
+    result.server_cpu_seconds = server_cpu_seconds(pids, exclude_pids) - cpu_before
     result.peak_rss_mib = sampler.peak_mib(exclude=set(exclude_pids))
     return result
 
 
+def server_cpu_seconds(pids: list[int], exclude_pids: set[int] = frozenset()) -> float:
+    """Sum the user and system CPU seconds of the server processes and their children.
+
+    The process trees must not change during a measurement: a child that exits in between
+    takes its CPU time with it.
+    """
+    import psutil
+
+    # Keyed by pid, because `pids` may list a launcher and its children, whose trees overlap.
+    processes: dict[int, psutil.Process] = {}
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            processes.update((p.pid, p) for p in [root, *root.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            continue
+    total = 0.0
+    for pid, process in processes.items():
+        if pid in exclude_pids:
+            continue
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def start_rust_baseline(port: int, output: Path) -> subprocess.Popen[bytes]:
-    """Start the release build of `bench/baseline_rust`; build it first with cargo."""
+    """Start the release build of the axum baseline in `bench/baseline_rust`."""
     if not RUST_BASELINE.exists():
         raise FileNotFoundError(
-            f"{RUST_BASELINE} is missing: run `cargo build --release --offline` in bench/baseline_rust"
+            f"{RUST_BASELINE} is missing: run `cargo build --release` in bench/baseline_rust"
         )
     return subprocess.Popen(
         [str(RUST_BASELINE), str(port), str(output)],

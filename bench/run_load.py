@@ -1,10 +1,10 @@
-"""Load-test ingest against an empty Robyn handler and a minimal Rust server, in one run.
+"""Load-test ingest against an empty Robyn handler and a minimal axum server, in one run.
 
 For each server it runs wrk on 127.0.0.1 with a discarded warm-up and then several measured
-runs, and reports the median requests per second, p50 and p99 latency, errors and the peak
-RSS of every server process. `tracker serve` (local broker, LOCAL_LOG_SYNC=full) is measured
-on GET /p, signed GET /t and POST /batch with 1,000-event bodies, once per ingest process
-count in `--processes`. Results go to `bench/results/load-<date>.json` and `.md`.
+runs, and reports the median requests per second, p50 and p99 latency, errors, and the peak
+RSS and CPU time of the server processes. `tracker serve` (local broker,
+LOCAL_LOG_SYNC=full) is measured on GET /p, signed GET /t and POST /batch with 1,000-event
+bodies, once per ingest process count in `--processes`. Results go to `bench/results/load-<date>.json` and `.md`.
 
     python bench/run_load.py --warmup 10 --seconds 15 --repeats 3 --processes 1 2
 """
@@ -81,6 +81,7 @@ def main() -> None:
             "MAX_BODY_BYTES": str(max(16 * 2**20, body_bytes * 2)),
         }
     )
+    load_at_start = os.getloadavg()[0]
     timing = {
         "connections": args.connections,
         "warmup": args.warmup,
@@ -110,7 +111,7 @@ def main() -> None:
         wait_ready(port, "/p")
         results.append(
             measure(
-                "baseline Rust /p",
+                "baseline axum /p",
                 f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
                 [rust.pid],
                 **timing,
@@ -154,6 +155,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "load_average_1m_start": load_at_start,
             "load_average_1m": os.getloadavg()[0],
             "note": machine_note(),
         },
@@ -172,24 +174,32 @@ def render_markdown(record: dict) -> str:
     """Return the results table; /batch ratios compare events/s with the baselines' requests/s."""
     by_name = {r["name"]: r for r in record["results"]}
     robyn = by_name["baseline Robyn /p"]["requests_per_second"]
-    rust = by_name["baseline Rust /p"]["requests_per_second"]
+    axum = by_name["baseline axum /p"]["requests_per_second"]
     lines = [
         f"# Ingest load run, {record['date']}",
         "",
-        f"Command: `{record['command']}`. Machine: {record['machine']['note']}, at the end of the run.",
-        "Each row is the median of the measured wrk runs; the ratio columns divide the row's",
+        f"Command: `{record['command']}`. Machine: {record['machine']['note']}, at the end of the run"
+        f" (1-minute load average {record['machine'].get('load_average_1m_start', float('nan')):.1f}"
+        " at the start).",
+        "Each row is the median of the measured wrk runs. The ratio columns divide the row's",
         "requests/s (events/s for /batch) by each baseline's requests/s from the same run.",
+        "Server CPU is the user and system time of the server processes over the measured runs,",
+        "divided by the events they accepted; wrk runs on the same CPUs.",
         "",
-        "| target | conns | req/s | events/s | vs Robyn | vs Rust | p50 ms | p99 ms | errors | peak RSS MiB per process |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| target | conns | req/s | events/s | vs Robyn | vs axum | p50 ms | p99 ms | errors"
+        " | server CPU µs per event | peak RSS MiB per process |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in record["results"]:
         rate = result["requests_per_second"]
-        events = rate * BATCH_EVENTS if "/batch" in result["name"] else rate
+        per_request = BATCH_EVENTS if "/batch" in result["name"] else 1
+        events = rate * per_request
+        cpu = result.get("cpu_us_per_request")
+        cpu_text = "" if cpu is None else f"{cpu / per_request:,.1f}"
         lines.append(
             f"| {result['name']} | {result['connections']} | {rate:,.0f} | {events:,.0f} | "
-            f"{events / robyn:.3f} | {events / rust:.3f} | {result['p50_ms']} | {result['p99_ms']} | "
-            f"{result['errors']} | {', '.join(str(v) for v in result['peak_rss_mib'])} |"
+            f"{events / robyn:.3f} | {events / axum:.3f} | {result['p50_ms']} | {result['p99_ms']} | "
+            f"{result['errors']} | {cpu_text} | {', '.join(str(v) for v in result['peak_rss_mib'])} |"
         )
     return "\n".join(lines) + "\n"
 
