@@ -55,7 +55,7 @@ def main() -> None:
         "--batch-connections",
         type=int,
         default=50,
-        help="wrk connections for /batch; at 200 on 2 shared cores no 1,000-event batch finished within 5 s.",
+        help="wrk connections for /batch (the load-2026-12-05 results include a run at 200).",
     )
     parser.add_argument(
         "--processes", type=int, nargs="+", default=[1, 2], help="INGEST_PROCESSES values."
