@@ -77,7 +77,7 @@ class LoadResult:
 
     @property
     def cpu_us_per_request(self) -> float:
-        """Server CPU time (user + system, all server processes) per answered request."""
+        """Server CPU time (user + system, all server processes) per accepted request."""
         requests = sum(run["requests"] for run in self.runs)
         return self.server_cpu_seconds * 1e6 / requests if requests else float("nan")
 

@@ -3,7 +3,7 @@
 Runs, each for `--seconds` at `--connections` (batch: `--batch-connections`):
 the baseline server's GET /p, then `tracker serve` (local backend,
 LOCAL_LOG_SYNC=full) on GET /p, signed GET /t and POST /batch with 1,000-event
-bodies. It records req/s, p50/p99 latency, non-2xx answers, the servers' CPU
+bodies. It records req/s, p50/p99 latency, non-2xx responses, the servers' CPU
 time per request and the peak RSS of every server process, then writes
 `bench/results/ingest-<date>.json` and a Markdown table next to it. Needs
 Debian's `wrk` (`apt-get install -y wrk`).

@@ -219,9 +219,10 @@ impl Stamp {
     }
 }
 
-/// Appends a string read from the body as JSON, cut to `max_len` bytes. A
-/// borrowed string had no escapes in the body, so it contains nothing JSON
-/// escapes and is copied as is; a decoded one is escaped again.
+/// Appends a string read from the body as JSON, cut to `max_len` bytes.
+///
+/// A borrowed string had no escapes in the body, so it is copied as is. A decoded
+/// string is escaped again.
 #[inline]
 #[allow(clippy::ptr_arg)] // The `Cow` variant, not only the text, is what this reads.
 fn write_body_str(out: &mut Vec<u8>, value: &Cow<'_, str>, max_len: usize) {

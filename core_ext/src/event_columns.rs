@@ -351,12 +351,13 @@ fn is_key_prefix(text: &str) -> bool {
             .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
 }
 
-/// Whether `text` has more than `limit` characters; Python's `len` counts code points.
+/// Returns whether `text` has more than `limit` characters, counted as code points like
+/// Python's `len`.
 fn longer_than(text: &str, limit: usize) -> bool {
     text.len() > limit && text.chars().count() > limit
 }
 
-/// The first 50 characters of a key, as `key[:50]` gives in Python.
+/// Returns the first 50 characters of a key, as `key[:50]` does in Python.
 fn key_head(key: &str) -> &str {
     match key.char_indices().nth(50) {
         Some((end, _)) => &key[..end],

@@ -1,8 +1,8 @@
 //! Python `str` arguments that must be valid Unicode before any byte work starts.
 //!
-//! A Python string can hold a lone surrogate (`"\ud800"`), which has no UTF-8 form. PyO3's
-//! own conversion raises `UnicodeEncodeError` for it; a decoder argument maps it instead to
-//! the decoder's documented exception, because such a token can never be authentic.
+//! A Python string can contain a lone surrogate (`"\ud800"`), which has no UTF-8 form.
+//! PyO3's own conversion raises `UnicodeEncodeError` for it. A decoder argument raises the
+//! decoder's documented exception instead, because such a token can never be authentic.
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;

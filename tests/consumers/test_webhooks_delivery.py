@@ -383,7 +383,7 @@ async def test_slow_endpoint_never_delays_others(registry: Registry, serve: Any)
     engine = make_engine(registry, clock, endpoint_concurrency=2, timeout_seconds=10.0)
 
     def fast_delivered() -> bool:
-        # The receiver sees a request before the engine records the response, so the
+        # The receiver gets a request before the engine records the response, so the
         # loop waits on the recorded status rather than on the request count.
         return all(
             registry_webhooks.get_delivery(registry, d).status == "delivered" for d in fast_ids

@@ -342,7 +342,7 @@ class IggyBroker(Broker):
                 else None
             )
             # NOTE: the SDK sends durability as the topic option key "durability". The Iggy
-            # server at apache/iggy commit cc269ef70 (August 2026) knows only "enforce_fsync"
+            # server at apache/iggy commit cc269ef70 (August 2026) accepts only "enforce_fsync"
             # and rejects this request with UnsupportedOptionKey.
             await self._call(
                 client.create_topic(

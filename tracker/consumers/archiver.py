@@ -313,8 +313,8 @@ class ArchiverSink(Sink):
             stored = fresh.get(partition)
             if stored is None or stored < first:
                 continue
-            dropped = buffer.tables.pop(partition, [])
-            buffer.rows -= sum(table.num_rows for table in dropped)
+            dropped = sum(table.num_rows for table in buffer.tables.pop(partition, []))
+            buffer.rows -= dropped
             del buffer.offsets[partition], buffer.first_offsets[partition]
             self._stored[partition] = stored
             logger.warning(
@@ -324,7 +324,7 @@ class ArchiverSink(Sink):
                     "partition": partition,
                     "stored_offset": stored,
                     "buffered_from": first,
-                    "rows": sum(table.num_rows for table in dropped),
+                    "rows": dropped,
                 },
             )
 

@@ -18,7 +18,7 @@ file lock and fails if another process holds it.
 `WARM_SOURCE_TOPIC=events-replay` rebuilds the store from what `tracker replay`
 re-published from the Delta archive. The manifest keeps offsets per topic, so
 switching back to `events-clean` resumes where the live stream stopped. A
-replayed event is counted unless the ledger already holds its id: replay the
+replayed event is counted unless the ledger already contains its id: replay the
 hours the store lost, or rebuild into an empty `WARM_DIR`.
 """
 

@@ -61,10 +61,9 @@ class IngestMetrics:
     scrape of `/metrics` and when it drains, so a scrape served by another
     process includes this process's counts at most about a second late.
 
-    The counts grow only, and only handlers on the event loop thread bump
-    them, so `flush` can read them from any thread: it copies each dict or
-    list in one C-level call under the GIL and sends the difference from its
-    previous copy.
+    The counts only grow, and only handlers on the event loop thread bump them,
+    so `flush` can read them from any thread. It copies each dict or list in one
+    C-level call under the GIL and sends the difference from its previous copy.
     """
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
