@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,23 @@ COMPONENTS = 9
 START_TIMEOUT_SECONDS = 90
 # Fast commits and registry refreshes, so a test finds its events within seconds.
 QUICK_ENV = {"ARCHIVE_COMMIT_SECONDS": "1", "REGISTRY_REFRESH_SECONDS": "1"}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, condition: str) -> Any:
+    """Poll `predicate` every 0.3 s until it returns a truthy value, and return that value.
+
+    Fail the test naming `condition` and the last value after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {condition}; last value {last!r}"
+    )
 
 
 @dataclass

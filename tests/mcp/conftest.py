@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
-from tests.platform_up import run_up
+from tests.platform_up import run_up, wait_until
 
 # Generous because a loaded CI machine takes tens of seconds to start a Python process.
 CALL_TIMEOUT_SECONDS = 120
@@ -71,7 +70,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         running = RunningPlatform(
             ingest_url=up.ingest_url, api_url=up.api_url, sse_url=up.sse_url, demo=up.demo
         )
-        _wait_until(lambda: _api_ready(running), 30, "the API to answer GET /api/keys")
+        wait_until(lambda: _api_ready(running), 30, "the API to answer GET /api/keys")
         yield running
 
 
@@ -80,20 +79,6 @@ def _api_ready(running: RunningPlatform) -> bool:
         return running.api("GET", "/api/keys").status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _wait_until(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
-
-
-wait_until = _wait_until
 
 
 @asynccontextmanager

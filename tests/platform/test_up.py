@@ -7,29 +7,17 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.platform_up import RunningUp, run_up
+from tests.platform_up import RunningUp, run_up, wait_until
 
 BROWSER_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +61,7 @@ def test_up_counts_click_and_postback(platform):
         body = response.json()
         return body if body["total"] == 2 else None
 
-    stats = _wait_for(counted, 60, "the cold tier to count the click and the postback")
+    stats = wait_until(counted, 60, "the cold tier to count the click and the postback")
     assert {row["event_type"]: row["count"] for row in stats["rows"]} == {"click": 1, "postback": 1}
     assert stats["tier"] == "cold"
 
@@ -93,7 +81,7 @@ def test_up_restarts_dead_child(platform):
         record = json.loads(line)
         return record if record.get("name") == "stats" and record.get("restarts") == 1 else None
 
-    record = _wait_for(restarted, 30, "the stats consumer to be restarted")
+    record = wait_until(restarted, 30, "the stats consumer to be restarted")
     assert record["pid"] != stats_pid
 
 
