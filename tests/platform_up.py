@@ -64,7 +64,7 @@ class RunningUp:
         return f"http://127.0.0.1:{self.ports['sse']}"
 
     def stop(self, timeout: float = 60) -> None:
-        """Send SIGTERM and wait; kill the process if it outlives `timeout` seconds."""
+        """Send SIGTERM and wait, then kill the process if it outlives `timeout` seconds."""
         if self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)

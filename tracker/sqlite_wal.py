@@ -11,8 +11,9 @@ __all__ = ["enable_wal"]
 def enable_wal(connection: sqlite3.Connection, busy_timeout_ms: int) -> None:
     """Switch the file to WAL, retrying while another connection creates or switches it.
 
-    SQLite can return "database is locked" for this pragma at once, without calling the busy
-    handler, when two processes open a new file together, so the wait is done here.
+    When one connection opens a file that another is creating, SQLite returned "database is
+    locked" for this pragma at once in our tests, without waiting in the busy handler, so
+    the wait is done here.
     """
     deadline = time.monotonic() + busy_timeout_ms / 1000
     delay = 0.001

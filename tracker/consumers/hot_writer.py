@@ -49,8 +49,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     asyncpg.exceptions.InterfaceError,
-    # Raised when a connection's protocol state was left broken by an interrupted
-    # operation, as after a server restart mid-COPY; only a new connection recovers.
+    # Raised when an interrupted operation, such as a server restart mid-COPY, left the
+    # connection's protocol state broken. Only a new connection recovers from it.
     asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
@@ -118,7 +118,7 @@ class HotWriter(Sink):
     """Writes clean events to the hot table, idempotently on `event_id`."""
 
     name = "hot-writer"
-    # Rows are built from the raw documents in the extension; the rare row-by-row
+    # The extension builds the rows from the raw documents. The rare row-by-row
     # fallback parses the few documents it needs itself.
     decode_events = False
 

@@ -252,7 +252,7 @@ class ConsumerRuntime:
                 extra={"consumer": self.group, "topic": self.topic, "member": self.settings.member},
             )
             # An idle consumer doubles its wait between polls up to the maximum, so many
-            # idle processes on one machine cost little CPU; any message resets it.
+            # idle processes on one machine cost little CPU. Any message resets the wait.
             idle_sleep = self.settings.idle_sleep_seconds
             while not self._stopping.is_set():
                 if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
