@@ -77,7 +77,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default="cold_stats,hot_stats,cold_match")
     arguments = parser.parse_args()
-    wanted = set(arguments.cases.split(","))
+    selected = set(arguments.cases.split(","))
 
     old_matching = load_module("before_matching", arguments.before / "matching.py")
     old_cold = load_module("before_cold", arguments.before / "cold.py")
@@ -96,17 +96,17 @@ async def main() -> None:
     hot_engines["gin"]._shape = dataclasses.replace(shape, tenant_column=False)
 
     cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-    if "cold_stats" in wanted:
+    if "cold_stats" in selected:
         cases += [
             ("cold stats, before", lambda: cold_before.stats(STATS)),
             ("cold stats, after", lambda: cold_after.stats(STATS)),
         ]
-    if "hot_stats" in wanted:
+    if "hot_stats" in selected:
         cases += [
             (f"hot stats, {name}", lambda engine=engine: engine.stats(STATS))
             for name, engine in hot_engines.items()
         ]
-    if "cold_match" in wanted:
+    if "cold_match" in selected:
         cases += [
             ("cold match, before", lambda: cold_before.match(MATCH)),
             ("cold match, after", lambda: cold_after.match(MATCH)),

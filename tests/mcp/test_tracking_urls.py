@@ -45,11 +45,11 @@ def test_rotate_needs_confirm(mcp_stdio, platform):
     tu_id = _create(mcp_stdio)["tu_id"]
     new_destination = "https://example.com/rotated"
 
-    refused = error_json(
+    rejected = error_json(
         mcp_stdio.call("rotate_tracking_url", {"tu_id": tu_id, "destination": new_destination})
     )
-    assert refused["code"] == "confirmation_required"
-    assert refused["field"] == "confirm"
+    assert rejected["code"] == "confirmation_required"
+    assert rejected["field"] == "confirm"
     assert platform.api("GET", f"/api/tracking-urls/{tu_id}").json()["destination"] == DESTINATION
 
     rotated = result_json(
@@ -68,8 +68,8 @@ def test_disable_and_enable_change_redirect(mcp_stdio, platform):
     tu_id = _create(mcp_stdio)["tu_id"]
     short_url = f"{platform.ingest_url}/t/{tu_id}"
 
-    refused = error_json(mcp_stdio.call("disable_tracking_url", {"tu_id": tu_id}))
-    assert refused["code"] == "confirmation_required"
+    rejected = error_json(mcp_stdio.call("disable_tracking_url", {"tu_id": tu_id}))
+    assert rejected["code"] == "confirmation_required"
     assert platform.api("GET", f"/api/tracking-urls/{tu_id}").json()["status"] == "active"
 
     disabled = result_json(

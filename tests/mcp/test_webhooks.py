@@ -62,8 +62,8 @@ def test_deliveries_and_dead_letters_match_api(mcp_stdio, platform):
 def test_delete_needs_confirm(mcp_stdio, platform):
     endpoint_id = _create(mcp_stdio)["endpoint_id"]
 
-    refused = error_json(mcp_stdio.call("delete_webhook", {"endpoint_id": endpoint_id}))
-    assert refused["code"] == "confirmation_required"
+    rejected = error_json(mcp_stdio.call("delete_webhook", {"endpoint_id": endpoint_id}))
+    assert rejected["code"] == "confirmation_required"
     assert platform.api("GET", f"/api/webhooks/{endpoint_id}").status_code == 200
 
     deleted = result_json(

@@ -176,12 +176,12 @@ async def test_connection_limit_per_tenant(data_dir: Any) -> None:
         ):
             assert (one.status_code, two.status_code) == (200, 200)
             await wait_connected(gateway, 2)
-            refused = await client.get(
+            rejected = await client.get(
                 f"{gateway.url}/events/stream",
                 headers={"Authorization": f"Bearer {gateway.keys['acme']}"},
             )
-            assert refused.status_code == 429
-            assert refused.json()["error"]["code"] == "too_many_connections"
+            assert rejected.status_code == 429
+            assert rejected.json()["error"]["code"] == "too_many_connections"
             async with await open_stream(client, gateway, "globex") as other:
                 assert other.status_code == 200
     finally:

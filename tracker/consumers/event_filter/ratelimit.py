@@ -144,9 +144,10 @@ class SlidingWindowLimiter:
         event_columns = columns[:, counted_keys]
         slot_index = slots[counted] % self.slots
         ring_index = (slot_index[None, :] * self.depth + self._rows) * width + event_columns
-        one = np.uint32(1)
-        np.add.at(self._ring.reshape(-1), ring_index.ravel(), one)
-        np.add.at(self._total.reshape(-1), (self._rows * width + event_columns).ravel(), one)
+        increment = np.uint32(1)
+        np.add.at(self._ring.reshape(-1), ring_index.ravel(), increment)
+        total_index = (self._rows * width + event_columns).ravel()
+        np.add.at(self._total.reshape(-1), total_index, increment)
         return admitted
 
     def estimate(self, key: str) -> int:
