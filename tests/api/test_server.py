@@ -180,3 +180,28 @@ def test_keys_cli_rejects_bad_arguments(api_server: ApiServer) -> None:
     assert bad_scope.returncode == 2
     assert missing.returncode == 1
     assert "not found" in missing.stderr
+
+
+@pytest.mark.parametrize("path", ["/", "/api", "/api/nothing", "/api/tenants/acme/extra/deep"])
+def test_unknown_path_is_json_404(api_server: ApiServer, path: str) -> None:
+    with api_server.client() as client:
+        answer = client.get(path)
+
+    assert_error(answer, 404, "not_found", "path")
+
+
+def test_wrong_method_is_405(api_server: ApiServer) -> None:
+    with api_server.client() as client:
+        answer = client.put("/api/tenants", json={})
+
+    error = assert_error(answer, 405, "method_not_allowed", "method")
+    assert answer.headers["allow"] == "GET, POST"
+    assert "PUT" in error["message"]
+
+
+def test_dashboard_paths_count_as_known(api_server: ApiServer) -> None:
+    with api_server.client() as client:
+        answer = client.post("/dashboard/app.js")
+
+    assert_error(answer, 405, "method_not_allowed", "method")
+    assert answer.headers["allow"] == "GET"

@@ -9,6 +9,7 @@ from robyn import Config
 
 from tracker.ingest.app import build_app
 from tracker.ingest.metrics import IngestMetrics
+from tracker.unmatched import METHODS
 
 HANDLER_NAMES = (
     "click",
@@ -40,7 +41,9 @@ def test_every_route_calls_its_guard_directly():
     app = build_app(service, Config())
 
     routes = app.router.routes
-    assert len(routes) == len(HANDLER_NAMES)
+    catch_alls = [route for route in routes if route.route in ("/*unmatched_path", "/")]
+    assert len(routes) == len(HANDLER_NAMES) + len(catch_alls)
+    assert len(catch_alls) == 2 * len(METHODS)
     for route in routes:
         function = route.function
         assert getattr(function.handler, "_ingest_guard", False) is True, route.route

@@ -257,3 +257,15 @@ async def test_overflow_notice_ends_stream() -> None:
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
     assert gateway.hub.connection_count() == 0
+
+
+async def test_unmatched_requests_get_json_errors(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        missing = await client.get(f"{gateway.url}/events/nothing")
+        wrong_method = await client.post(f"{gateway.url}/events/stream")
+
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "GET"
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"

@@ -21,6 +21,7 @@ from tracker.api.routes import all_routes
 from tracker.api.routing import Context, Route, Services
 from tracker.errors import TrackerError
 from tracker.registry.api_keys import ApiKey, require_scope, verify_api_key
+from tracker.unmatched import add_unmatched_routes
 
 __all__ = ["JSON_HEADERS", "build_app", "dispatch"]
 
@@ -155,5 +156,7 @@ def build_app(services: Services, routes: list[Route] | None = None) -> Any:
     app = robyn.Robyn(__file__, config=config)
     for route in table:
         app.add_route(route.method, route.robyn_path, _make_handler(route, services, robyn))
-    dashboard.register(app, robyn)
+    registered = [(route.method, route.robyn_path) for route in table]
+    registered += dashboard.register(app, robyn)
+    add_unmatched_routes(app, registered)
     return app

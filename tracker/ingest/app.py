@@ -18,6 +18,7 @@ from robyn.robyn import FunctionInfo
 from tracker.ingest.errors import IngestError, error_response
 from tracker.ingest.requests import check_headers
 from tracker.ingest.service import IngestService
+from tracker.unmatched import add_unmatched_routes
 
 __all__ = ["build_app"]
 
@@ -80,6 +81,11 @@ def build_app(service: IngestService, config: Config) -> Robyn:
     ]
     for method, path, handler in routes:
         app.add_route(method, path, _guard(service, path, handler), include_in_schema=False)
+    add_unmatched_routes(
+        app,
+        ((method, path) for method, path, _ in routes),
+        wrap=lambda handler: _guard(service, "unmatched", handler),
+    )
     _call_guards_directly(app)
     return app
 

@@ -36,6 +36,7 @@ from tracker.registry.api_keys import verify_api_key
 from tracker.sse.hub import EventFilter, Hub, Subscription, TooManyConnections
 from tracker.sse.settings import SseSettings
 from tracker.sse.tailer import BrokerTailer, parse_last_event_id
+from tracker.unmatched import add_unmatched_routes
 
 __all__ = ["SseGateway"]
 
@@ -103,6 +104,7 @@ class SseGateway:
         app.shutdown_handler(self._shutdown)
         app.get("/health")(self._health)
         app.get("/events/stream")(self._stream)
+        add_unmatched_routes(app, [("GET", "/health"), ("GET", "/events/stream")])
         return app
 
     async def _startup(self) -> None:

@@ -69,8 +69,11 @@ def _request_host(request: Any) -> str:
     return headers.get("host") or headers.get("Host") or ""
 
 
-def register(app: Any, robyn: Any) -> None:
-    """Add GET routes for the dashboard page, its assets and /dashboard/config.json to `app`."""
+def register(app: Any, robyn: Any) -> list[tuple[str, str]]:
+    """Add GET routes for the dashboard page, its assets and /dashboard/config.json to `app`.
+
+    Returns the (method, path) pairs it added.
+    """
     settings = DashboardSettings.from_env(load_env())
     files = load_files()
 
@@ -92,8 +95,13 @@ def register(app: Any, robyn: Any) -> None:
         return robyn.Response(status_code=200, headers=headers, description=body)
 
     # Robyn strips a trailing slash, so this route also serves /dashboard/.
-    app.add_route("GET", PREFIX, serve("index.html"))
-    app.add_route("GET", f"{PREFIX}/app.js", serve("app.js"))
-    app.add_route("GET", f"{PREFIX}/app.css", serve("app.css"))
-    app.add_route("GET", f"{PREFIX}/config.json", config)
+    routes = [
+        (PREFIX, serve("index.html")),
+        (f"{PREFIX}/app.js", serve("app.js")),
+        (f"{PREFIX}/app.css", serve("app.css")),
+        (f"{PREFIX}/config.json", config),
+    ]
+    for path, handler in routes:
+        app.add_route("GET", path, handler)
     logger.info("Dashboard routes added.", extra={"prefix": PREFIX})
+    return [("GET", path) for path, _ in routes]
