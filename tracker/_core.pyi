@@ -181,7 +181,7 @@ class BatchParser:
     ) -> None: ...
     def parse(
         self,
-        body: bytes,
+        body: bytes | str,
         *,
         ip: str,
         user_agent: str,
@@ -192,8 +192,9 @@ class BatchParser:
     ) -> ParsedBatch:
         """Parse a /batch body, validate and stamp each event, encode per partition.
 
-        The body is a JSON array of events or an object {"events": [...]}. Raises BatchError
-        when the body as a whole is unusable; individual bad events become rejections.
+        The body is a JSON array of events or an object {"events": [...]}, as bytes or as a
+        str (read through its UTF-8 form without a copy). Raises BatchError when the body as
+        a whole is unusable; individual bad events become rejections.
         """
 
 # Record batches: the unit stored on the broker.

@@ -11,8 +11,9 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 
 use crate::batch_json::{read_events, RawEvent, RawOutcome};
 use crate::batch_scan::scan_events;
@@ -319,6 +320,29 @@ fn tenant_slot(
     Ok(partitions.len() - 1)
 }
 
+/// Borrows the bytes of a `bytes` body, or the UTF-8 form of a `str` body without copying it.
+///
+/// A `str` with a lone surrogate has no UTF-8 form and is rejected as a batch error on `body`.
+fn body_bytes<'a>(body: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    if let Ok(bytes) = body.downcast::<PyBytes>() {
+        return Ok(bytes.as_bytes());
+    }
+    if let Ok(text) = body.downcast::<PyString>() {
+        return match text.to_str() {
+            Ok(text) => Ok(text.as_bytes()),
+            Err(_) => Err(CoreError::batch(
+                "body",
+                "is not valid UTF-8: it contains a lone surrogate".to_owned(),
+            )
+            .into()),
+        };
+    }
+    Err(PyTypeError::new_err(format!(
+        "body must be bytes or str, not {}",
+        body.get_type().name()?
+    )))
+}
+
 /// Parses a body, validates and stamps each event and encodes them per partition.
 pub fn parse_batch(
     config: &BatchConfig,
@@ -505,7 +529,7 @@ impl BatchParser {
     fn parse(
         &self,
         py: Python<'_>,
-        body: &[u8],
+        body: &Bound<'_, PyAny>,
         ip: &str,
         user_agent: &str,
         referer: &str,
@@ -521,6 +545,7 @@ impl BatchParser {
             request_path,
             request_host,
         };
+        let body = body_bytes(body)?;
         // `body` and the request strings borrow immutable `bytes` and `str` objects,
         // which no thread can change, so the whole parse runs without the GIL.
         let outcome = py.allow_threads(|| parse_batch(&self.config, body, &request))?;

@@ -226,9 +226,28 @@ def test_parser_arguments_checked(limits: _core.EventLimits) -> None:
         )
 
 
-def test_body_must_be_bytes(parser: _core.BatchParser) -> None:
-    with pytest.raises(TypeError):
-        parser.parse("[]", **REQUEST)  # type: ignore[arg-type]
+def test_body_must_be_bytes_or_str(parser: _core.BatchParser) -> None:
+    for body in (None, 1, bytearray(b"[]"), memoryview(b"[]")):
+        with pytest.raises(TypeError, match="bytes or str"):
+            parser.parse(body, **REQUEST)  # type: ignore[arg-type]
+
+
+def test_str_body_parsed_like_bytes(parser: _core.BatchParser) -> None:
+    events = [event(params={"key_prefix": "acme", "city": "Zürich"}), {"event_type": 1}]
+    body = orjson.dumps(events)
+
+    from_bytes = parser.parse(body, **REQUEST)
+    from_text = parser.parse(body.decode("utf-8"), **REQUEST)
+
+    assert from_text.accepted == from_bytes.accepted == 1
+    assert [(r.index, r.field) for r in from_text.rejected] == [(1, "event_type")]
+    assert decoded(from_text)[0]["params"] == decoded(from_bytes)[0]["params"]
+
+
+def test_str_body_with_lone_surrogate_rejected(parser: _core.BatchParser) -> None:
+    with pytest.raises(_core.BatchError, match="lone surrogate") as raised:
+        parser.parse('[{"event_type": "' + chr(0xD800) + '"}]', **REQUEST)
+    assert raised.value.field == "body"
 
 
 def test_escaped_strings_round_trip(parser: _core.BatchParser) -> None:

@@ -37,9 +37,12 @@ def run(settings: IngestSettings) -> None:
     from tracker.ingest.app import build_app
     from tracker.ingest.beacon import load_beacon_script
     from tracker.ingest.cache import RegistryCache
+    from tracker.ingest.memory import release_large_buffers
     from tracker.ingest.metrics import IngestMetrics
     from tracker.ingest.service import IngestService
     from tracker.registry.db import Registry
+
+    release_large_buffers()
 
     registry = Registry(
         settings.registry_path, turso_url=settings.turso_url, turso_token=settings.turso_auth_token

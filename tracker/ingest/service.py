@@ -19,6 +19,7 @@ from tracker import __version__
 from tracker._core import (
     BatchParser,
     EventLimits,
+    ParsedBatch,
     build_event,
     partition_for,
     split_signature,
@@ -164,22 +165,9 @@ class IngestService:
         return Response(200, _GIF_RESPONSE_HEADERS, TRANSPARENT_GIF)
 
     async def batch(self, request: Request) -> Response:
-        body = self._body(request, self.settings.max_body_bytes, ("application/json",))
-        parser = self._current_batch_parser()
-        headers = request.headers
-        try:
-            parsed = parser.parse(
-                body,
-                ip=self._client_ip(request),
-                user_agent=self._header(headers, "user-agent"),
-                referer=self._header(headers, "referer"),
-                accept_language=self._header(headers, "accept-language"),
-                request_path="/batch",
-                request_host=self._header(headers, "host"),
-            )
-        except BatchError as error:
-            raise _batch_error(error) from None
-
+        # Parsing in a separate call leaves no reference to the body in this frame,
+        # so the body is freed while the handler waits for the events to be durable.
+        parsed = self._parse_batch(request)
         if parsed.records:
             await self._submit(self.producer.send_records(parsed.records))
             self.metrics.count_accepted("/batch", parsed.accepted)
@@ -194,9 +182,28 @@ class IngestService:
             orjson.dumps({"accepted": parsed.accepted, "rejected": rejected}),
         )
 
+    def _parse_batch(self, request: Request) -> ParsedBatch:
+        body = self._take_body(
+            request, self.settings.max_body_bytes, ("application/json",), text_ok=True
+        )
+        parser = self._current_batch_parser()
+        headers = request.headers
+        try:
+            return parser.parse(
+                body,
+                ip=self._client_ip(request),
+                user_agent=self._header(headers, "user-agent"),
+                referer=self._header(headers, "referer"),
+                accept_language=self._header(headers, "accept-language"),
+                request_path="/batch",
+                request_host=self._header(headers, "host"),
+            )
+        except BatchError as error:
+            raise _batch_error(error) from None
+
     async def ingest(self, request: Request) -> Response:
         api_key = self._authenticate(request)
-        body = self._body(request, self.settings.max_body_bytes, ("application/json",))
+        body = self._take_body(request, self.settings.max_body_bytes, ("application/json",))
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -220,6 +227,7 @@ class IngestService:
             if value is not None and not isinstance(value, str):
                 raise IngestError("invalid_event", f"{name} must be a string", name)
             overrides[name] = value
+        del body, document  # not needed while waiting for durability
 
         event_id = await self._emit(
             event_type,
@@ -235,8 +243,9 @@ class IngestService:
     # Browser beacon.
 
     async def beacon(self, request: Request) -> Response:
-        body = self._body(request, self.settings.max_beacon_bytes, BEACON_CONTENT_TYPES)
+        body = self._take_body(request, self.settings.max_beacon_bytes, BEACON_CONTENT_TYPES)
         beacon = parse_beacon(body)
+        del body  # not needed while waiting for durability
         require_tenant(self.cache, beacon.key_prefix, "k")
         await self._emit(beacon.event_type, beacon.key_prefix, beacon.params, request, "/t/auto")
         return Response(204, BEACON_CORS_HEADERS, b"")
@@ -363,7 +372,21 @@ class IngestService:
         params = query.pairs(_SIGNATURE_PARAMS)
         return key_prefix, params
 
-    def _body(self, request: Request, limit: int, content_types: tuple[str, ...]) -> bytes:
+    def _take_body(
+        self,
+        request: Request,
+        limit: int,
+        content_types: tuple[str, ...],
+        *,
+        text_ok: bool = False,
+    ) -> bytes | str:
+        """Return the body after the type and size checks, and clear `request.body`.
+
+        Clearing it drops the request's own reference, so that a request waiting
+        for durability does not keep its body in memory. Robyn hands a UTF-8 body
+        over as str. With `text_ok`, an ASCII str is returned as it is, because its
+        length in characters is its length in bytes; every other body is bytes.
+        """
         headers = request.headers
         content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if content_type not in content_types:
@@ -376,7 +399,8 @@ class IngestService:
         if declared and declared.isdigit() and int(declared) > limit:
             raise IngestError("body_too_large", f"the body is larger than {limit} bytes", "body")
         body = request.body
-        if isinstance(body, str):
+        request.body = b""
+        if isinstance(body, str) and not (text_ok and body.isascii()):
             body = body.encode("utf-8")
         if len(body) > limit:
             raise IngestError("body_too_large", f"the body is larger than {limit} bytes", "body")
