@@ -52,10 +52,7 @@ def main() -> None:
         "--connections", type=int, default=200, help="wrk connections for every target."
     )
     parser.add_argument(
-        "--batch-connections",
-        type=int,
-        default=50,
-        help="wrk connections for /batch (the load-2026-12-05 results include a run at 200).",
+        "--batch-connections", type=int, default=200, help="wrk connections for /batch."
     )
     parser.add_argument(
         "--processes", type=int, nargs="+", default=[1, 2], help="INGEST_PROCESSES values."
@@ -100,6 +97,15 @@ def main() -> None:
                 f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
                 [p.pid for p in robyn],
                 **timing,
+            )
+        )
+        results.append(
+            measure(
+                "baseline Robyn /batch (body ignored)",
+                f"http://127.0.0.1:{port}/batch",
+                [p.pid for p in robyn],
+                body_path=body_path,
+                **dict(timing, connections=args.batch_connections),
             )
         )
     finally:
@@ -192,13 +198,21 @@ def render_markdown(record: dict) -> str:
     ]
     for result in record["results"]:
         rate = result["requests_per_second"]
-        per_request = BATCH_EVENTS if "/batch" in result["name"] else 1
-        events = rate * per_request
         cpu = result.get("cpu_us_per_request")
-        cpu_text = "" if cpu is None else f"{cpu / per_request:,.1f}"
+        if result["name"].startswith("baseline Robyn /batch"):
+            # The empty handler stores nothing: only its request rate, CPU and memory compare.
+            events_text = ratio_text = ""
+            cpu_text = "" if cpu is None else f"{cpu:,.1f} per request"
+        else:
+            per_request = BATCH_EVENTS if "/batch" in result["name"] else 1
+            events = rate * per_request
+            events_text = f"{events:,.0f}"
+            ratio_text = f"{events / robyn:.3f} | {events / axum:.3f}"
+            cpu_text = "" if cpu is None else f"{cpu / per_request:,.1f}"
+        ratio_text = ratio_text or " | "
         lines.append(
-            f"| {result['name']} | {result['connections']} | {rate:,.0f} | {events:,.0f} | "
-            f"{events / robyn:.3f} | {events / axum:.3f} | {result['p50_ms']} | {result['p99_ms']} | "
+            f"| {result['name']} | {result['connections']} | {rate:,.0f} | {events_text} | "
+            f"{ratio_text} | {result['p50_ms']} | {result['p99_ms']} | "
             f"{result['errors']} | {cpu_text} | {', '.join(str(v) for v in result['peak_rss_mib'])} |"
         )
     return "\n".join(lines) + "\n"

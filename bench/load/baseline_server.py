@@ -1,8 +1,10 @@
 """An empty Robyn handler on PORT, started like one `tracker serve` process: the load baseline.
 
-It answers every GET /p with a constant JSON body from a plain async handler
-(not a `const=True` route), so the ratio against it measures what the ingest
-handler adds on top of Robyn itself.
+It answers every GET /p, and every POST /batch whatever the body, with a
+constant JSON body from a plain async handler (not a `const=True` route), so
+the ratio against it measures what the ingest handler adds on top of Robyn
+itself. The /batch route gives the memory that Robyn alone needs for the same
+bodies at the same concurrency.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
         return Response(200, headers, body)
 
     app.add_route("GET", "/p", empty)
+    app.add_route("POST", "/batch", empty)
     app.start(host="127.0.0.1", port=int(sys.argv[1]), _check_port=False)
 
 
