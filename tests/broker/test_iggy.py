@@ -280,6 +280,20 @@ async def test_live_silent_member_expires(iggy_url: str) -> None:
         await broker.close()
 
 
+async def test_live_concurrent_connects_succeed(iggy_url: str) -> None:
+    settings = live_settings(iggy_url)
+    brokers = [IggyBroker(settings) for _ in range(4)]
+
+    # All four find the stream missing, so all but one see "already exists" when they create it.
+    results = await asyncio.gather(
+        *(broker.connect() for broker in brokers), return_exceptions=True
+    )
+
+    assert results == [None] * 4
+    for broker in brokers:
+        await broker.close()
+
+
 async def test_live_topics_created_durable(live_broker: IggyBroker) -> None:
     client = live_broker._client
     events = await client.get_topic(live_broker.stream, "events")

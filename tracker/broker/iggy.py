@@ -112,7 +112,12 @@ class IggyBroker(Broker):
         self._client = client
         self._reconnect_needed = False
         if await self._call(client.get_stream(self.stream), "get stream") is None:
-            await self._call(client.create_stream(self.stream), "create stream")
+            try:
+                await self._call(client.create_stream(self.stream), "create stream")
+            except BrokerError as error:
+                # Another process connecting at the same time created it first.
+                if not _already_exists(error):
+                    raise
         for topic in (*_PLATFORM_TOPICS, TOPIC_GROUP_MEMBERS):
             await self._ensure_topic(topic)
         logger.info(
@@ -346,7 +351,12 @@ class IggyBroker(Broker):
         partitions = 1 if topic == TOPIC_GROUP_MEMBERS else self.partitions
         if details is None:
             expiry = _GROUP_MEMBERS_EXPIRY if topic == TOPIC_GROUP_MEMBERS else None
-            await self._create_topic(client, topic, partitions, expiry)
+            try:
+                await self._create_topic(client, topic, partitions, expiry)
+            except BrokerError as error:
+                # Another process connecting at the same time created it first.
+                if not _already_exists(error):
+                    raise
         elif details.partitions_count < partitions:
             await self._call(
                 client.create_partitions(self.stream, topic, partitions - details.partitions_count),
@@ -474,6 +484,11 @@ def _consumer_request(group: str, stream: str, topic: str, partition: int) -> by
         + _encode_name(topic)
         + struct.pack("<BI", 1, partition)
     )
+
+
+def _already_exists(error: BrokerError) -> bool:
+    """Return whether the server rejected a create request because the resource exists."""
+    return not isinstance(error, BrokerUnavailable) and "already exists" in str(error)
 
 
 def translate_error(error: BaseException, action: str, url: str) -> BrokerError:
