@@ -93,11 +93,11 @@ class IggyServer:
         self.stop()
         raise RuntimeError(f"iggy-server did not listen within {timeout} s:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        """Stop the server with SIGTERM, or SIGKILL after 20 s."""
+    def stop(self, stop_signal: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the server with `stop_signal`, then with SIGKILL if it still runs after 20 s."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(stop_signal)
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

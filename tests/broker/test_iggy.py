@@ -280,6 +280,35 @@ async def test_live_silent_member_expires(iggy_url: str) -> None:
         await broker.close()
 
 
+async def test_live_concurrent_connects_succeed(iggy_url: str) -> None:
+    settings = live_settings(iggy_url)
+    brokers = [IggyBroker(settings) for _ in range(4)]
+
+    # All four find the stream missing, so all but one see "already exists" when they create it.
+    results = await asyncio.gather(
+        *(broker.connect() for broker in brokers), return_exceptions=True
+    )
+
+    assert results == [None] * 4
+    for broker in brokers:
+        await broker.close()
+
+
+async def test_live_topics_created_durable(live_broker: IggyBroker) -> None:
+    client = live_broker._client
+    events = await client.get_topic(live_broker.stream, "events")
+    members = await client.get_topic(live_broker.stream, "group-members")
+    events_options = events.options.to_scalar_dict()
+    members_options = members.options.to_scalar_dict()
+
+    assert events.partitions_count == 4
+    assert members.partitions_count == 1
+    if not live_broker._legacy_topic_options:
+        pytest.skip("this server accepted the SDK's durability option; no fallback to check")
+    assert events_options == {"enforce_fsync": True, "messages_required_to_save": 1}
+    assert members_options["message_expiry"] == 3_600_000_000  # one hour in microseconds
+
+
 async def test_live_healthy(live_broker: IggyBroker) -> None:
     assert await live_broker.healthy() is True
 

@@ -7,9 +7,12 @@ can stop and restart the server on the same data directory.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -18,8 +21,9 @@ import pytest
 from tests.broker.iggy_server import IggyServer, live_server_or_skip
 from tests.consumers.conftest import CHROME_LINUX, start_consumer
 from tests.ingest.conftest import IngestServer, launch, stop_server
+from tests.platform_up import wait_until
 from tracker._core import decode_record_batch
-from tracker.broker.base import TOPIC_EVENTS_CLEAN
+from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN
 from tracker.broker.iggy import IggyBroker
 from tracker.broker.settings import BrokerSettings
 
@@ -168,3 +172,125 @@ def test_iggy_outage_spools_and_forwards(tmp_path: Path) -> None:
     check_arrivals(found, 30)
     assert exit_code == 0
     assert "Traceback" not in consumer_log
+
+
+async def read_event_ids(server: IggyServer, stream: str) -> list[str]:
+    """Return the event_id of every event in the events topic, duplicates included."""
+    broker = IggyBroker(
+        BrokerSettings(
+            backend="iggy", iggy_url=server.url, iggy_stream=stream, partitions=PARTITIONS
+        )
+    )
+    await broker.connect()
+    event_ids: list[str] = []
+    try:
+        for partition in range(PARTITIONS):
+            start = 0
+            while messages := await broker.read(TOPIC_EVENTS, partition, start, 100):
+                for message in messages:
+                    for document in decode_record_batch(message.payload):
+                        event_ids.append(orjson.loads(document)["event_id"])
+                start = messages[-1].offset + 1
+    finally:
+        await broker.close()
+    return event_ids
+
+
+def fire_page_views(
+    ingest: IngestServer, stop: threading.Event, accepted: list[str], failures: list[str]
+) -> None:
+    """Send page views until `stop` is set, recording the event_id of every 2xx response."""
+    number = 0
+    while not stop.is_set():
+        tenant = TENANTS[number % len(TENANTS)]
+        number += 1
+        try:
+            reply = ingest.get(f"/p?key_prefix={tenant}&n={number}", timeout=10)
+        except OSError as error:
+            failures.append(type(error).__name__)
+            continue
+        if 200 <= reply.status < 300:
+            accepted.append(reply.json()["event_id"])
+        else:
+            failures.append(f"{reply.status} {reply.body[:200]!r}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_iggy_stop_under_load_loses_nothing(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    iggy = live_server_or_skip(tmp_path)
+    stream = f"load-{uuid.uuid4().hex[:8]}"
+    ingest = launch(tmp_path / "data", **iggy_env(iggy, stream))
+    stop = threading.Event()
+    accepted: list[str] = []
+    failures: list[str] = []
+
+    def accepted_reach(count: int) -> bool:
+        return len(accepted) >= count
+
+    try:
+        # Each of the three phases waits for 300 more accepted events and fails the test
+        # after 20 s, so the eight senders run for at most 60 s.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(8):
+                pool.submit(fire_page_views, ingest, stop, accepted, failures)
+            try:
+                wait_until(lambda: accepted_reach(300), 20, "300 events accepted with Iggy up")
+                iggy.stop(stop_signal)
+                stopped_at = len(accepted)
+                wait_until(
+                    lambda: accepted_reach(stopped_at + 300), 20, "300 events with Iggy down"
+                )
+                down_health = ingest.get("/health/broker")
+                iggy.start()
+                started_at = len(accepted)
+                wait_until(lambda: accepted_reach(started_at + 300), 20, "300 events after restart")
+            finally:
+                stop.set()
+        wait_until(
+            lambda: ingest.get("/health/broker").status == 200, 60, "the spool to be forwarded"
+        )
+        stored = asyncio.run(read_event_ids(iggy, stream))
+    finally:
+        exit_code = stop_server(ingest.process)
+        ingest.registry.close()
+        iggy.stop()
+
+    assert failures == []
+    assert down_health.status == 503
+    assert down_health.json()["state"] == "spooling"
+    missing = set(accepted) - set(stored)
+    assert len(missing) == 0, f"{len(missing)} of {len(accepted)} accepted events are missing"
+    assert exit_code == 0
+
+
+@pytest.mark.slow
+def test_idle_iggy_outage_reported(tmp_path: Path) -> None:
+    iggy = live_server_or_skip(tmp_path)
+    ingest = launch(tmp_path / "data", **iggy_env(iggy, f"idle-{uuid.uuid4().hex[:8]}"))
+    try:
+        up_health = ingest.get("/health/broker")
+        iggy.stop()
+        # No event is sent, so only the health check every BROKER_RECONNECT_SECONDS notices.
+        down_health = wait_until(
+            lambda: (reply := ingest.get("/health/broker")).status == 503 and reply,
+            15,
+            "/health/broker to return 503",
+        )
+        iggy.start()
+        back_health = wait_until(
+            lambda: (reply := ingest.get("/health/broker")).status == 200 and reply,
+            15,
+            "/health/broker to return 200",
+        )
+        reply = ingest.get("/p?key_prefix=acme")
+    finally:
+        exit_code = stop_server(ingest.process)
+        ingest.registry.close()
+        iggy.stop()
+
+    assert up_health.status == 200
+    assert down_health.json()["state"] == "disconnected"
+    assert back_health.json()["state"] == "connected"
+    assert reply.status == 200
+    assert exit_code == 0

@@ -1,8 +1,11 @@
 """Tests of the consumer offset requests the iggy backend encodes itself, without a server.
 
-The expected bytes follow the request layout of the Iggy server 0.9.0 binary
-protocol: consumer kind, then string identifiers (kind 2, length, UTF-8) for
-consumer, stream and topic, then a partition flag and a little-endian u32.
+The expected bytes follow the request layouts of the Iggy server 0.9.0 binary
+protocol. An offset request is the consumer kind, then string identifiers
+(kind 2, length, UTF-8) for consumer, stream and topic, then a partition flag
+and a little-endian u32. A CreateTopic request is the stream identifier, the
+partition count (u32), the topic name (length, UTF-8) and an options block of
+key and value entries (kind, u32 length, bytes).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import struct
 
 import pytest
 
-from tracker.broker.iggy import IggyBroker, _consumer_request
+from tracker.broker.iggy import IggyBroker, _consumer_request, _create_topic_request
 from tracker.broker.settings import BrokerSettings
 from tracker.errors import BrokerError, BrokerUnavailable
 
@@ -47,6 +50,28 @@ def test_consumer_request_accepts_max_name() -> None:
     request = _consumer_request("x" * 255, "tracker", "events", 0)
 
     assert request[1:3] == b"\x02\xff"
+
+
+def test_create_topic_request_layout() -> None:
+    request = _create_topic_request("tracker", "events", 24, {"enforce_fsync": "true"})
+
+    expected = (
+        b"\x02\x07tracker"
+        + struct.pack("<I", 24)
+        + b"\x06events"
+        + b"\x02"
+        + struct.pack("<I", 13)
+        + b"enforce_fsync"
+        + b"\x02"
+        + struct.pack("<I", 4)
+        + b"true"
+    )
+    assert request == expected
+
+
+def test_create_topic_request_rejects_long_option() -> None:
+    with pytest.raises(BrokerError, match="invalid Iggy option"):
+        _create_topic_request("tracker", "events", 1, {"k": "v" * 256})
 
 
 async def test_commit_checks_before_network() -> None:

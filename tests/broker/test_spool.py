@@ -46,6 +46,9 @@ class FlakyRemote(LocalBroker):
             raise BrokerUnavailable("remote is down")
         await super().publish(topic, partition, payloads)
 
+    async def healthy(self) -> bool:
+        return not self.down and await super().healthy()
+
 
 def make_producer(settings: BrokerSettings, *, down: bool) -> tuple[Producer, FlakyRemote]:
     remote = FlakyRemote(settings, settings.data_dir / "remote")
@@ -212,6 +215,36 @@ def test_forwarder_runs_on_its_own(settings: BrokerSettings) -> None:
 
     stored = remote_events(settings)
     assert sorted(label for ids in stored.values() for label in ids) == sorted(labels("f", 8))
+
+
+def wait_for_state(producer: Producer, state: str, timeout: float = 5.0) -> str:
+    """Poll the producer state until it is `state` or `timeout` passes, and return the last state."""
+    deadline = time.monotonic() + timeout
+    while (current := producer.state().state) != state and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return current
+
+
+def test_idle_outage_reported_and_cleared(settings: BrokerSettings) -> None:
+    remote = FlakyRemote(settings, settings.data_dir / "remote")
+    producer = Producer(remote, settings, spool=LocalBroker(settings, root=settings.spool_dir))
+    producer.start()
+    try:
+        assert producer.state().state == "connected"
+
+        # No event is submitted, so only the periodic health check can notice the outage.
+        remote.down = True
+        assert wait_for_state(producer, "disconnected") == "disconnected"
+
+        remote.down = False
+        assert wait_for_state(producer, "connected") == "connected"
+        submit(producer, labels("i", 4))
+    finally:
+        producer.close()
+
+    assert remote.publish_calls >= 1
+    stored = remote_events(settings)
+    assert sorted(label for ids in stored.values() for label in ids) == sorted(labels("i", 4))
 
 
 def test_two_producers_share_spool(settings: BrokerSettings) -> None:

@@ -1,9 +1,10 @@
 """The `iggy` backend: Apache Iggy over TCP through the `apache-iggy` SDK.
 
 On connect the client logs in and creates the stream, the platform's topics
-(with persisted durability, so an acknowledged send is on stable storage) and
-their partitions if they are missing. Each record batch is one Iggy message
-sent to an explicit partition.
+and their partitions if they are missing. Topics are created so that the
+server writes each acknowledged message to stable storage (see
+`_create_topic`). Each record batch is one Iggy message sent to an explicit
+partition.
 
 Group offsets live on the server: a group is an Iggy consumer named after
 the group, whose stored offset per partition is the group's committed offset.
@@ -56,10 +57,16 @@ _PLATFORM_TOPICS = (TOPIC_EVENTS, TOPIC_EVENTS_CLEAN, TOPIC_EVENTS_FILTERED, TOP
 # in apache/iggy at commit cc269ef70).
 _GET_CONSUMER_OFFSET = 120
 _STORE_CONSUMER_OFFSET = 121
+_CREATE_TOPIC = 302
 _CONSUMER_KIND_SINGLE = 1
 _IDENTIFIER_KIND_STRING = 2
+_HEADER_KIND_STRING = 2
 _ACK_QUORUM = 1
 _MAX_NAME_BYTES = 255
+_MAX_OPTION_BYTES = 255
+# Start of the SDK error text for the server's UnsupportedOptionKey (code 4041).
+_UNSUPPORTED_OPTION = "Unsupported option key"
+_GROUP_MEMBERS_EXPIRY = datetime.timedelta(hours=1)
 
 # Substrings of SDK error messages that mean the server could not be reached;
 # any other failure is a BrokerError the caller should not retry blindly.
@@ -95,6 +102,8 @@ class IggyBroker(Broker):
         self._reconnect_needed = False
         self._reconnect_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
+        # Set once the server rejected the SDK's topic options, so later topics skip that attempt.
+        self._legacy_topic_options = False
         self._reader_id = f"reader-{uuid.uuid4().hex[:12]}"
 
     async def connect(self) -> None:
@@ -103,7 +112,12 @@ class IggyBroker(Broker):
         self._client = client
         self._reconnect_needed = False
         if await self._call(client.get_stream(self.stream), "get stream") is None:
-            await self._call(client.create_stream(self.stream), "create stream")
+            try:
+                await self._call(client.create_stream(self.stream), "create stream")
+            except BrokerError as error:
+                # Another process connecting at the same time created it first.
+                if not _already_exists(error):
+                    raise
         for topic in (*_PLATFORM_TOPICS, TOPIC_GROUP_MEMBERS):
             await self._ensure_topic(topic)
         logger.info(
@@ -336,30 +350,65 @@ class IggyBroker(Broker):
         details = await self._call(client.get_topic(self.stream, topic), "get topic")
         partitions = 1 if topic == TOPIC_GROUP_MEMBERS else self.partitions
         if details is None:
-            expiry = (
-                iggy.IggyExpiry.ExpireDuration(datetime.timedelta(hours=1))
-                if topic == TOPIC_GROUP_MEMBERS
-                else None
-            )
-            # NOTE: the SDK sends durability as the topic option key "durability". The Iggy
-            # server at apache/iggy commit cc269ef70 (August 2026) accepts only "enforce_fsync"
-            # and rejects this request with UnsupportedOptionKey.
-            await self._call(
-                client.create_topic(
-                    self.stream,
-                    topic,
-                    partitions,
-                    durability=iggy.Durability.PERSISTED,
-                    message_expiry=expiry,
-                ),
-                "create topic",
-            )
+            expiry = _GROUP_MEMBERS_EXPIRY if topic == TOPIC_GROUP_MEMBERS else None
+            try:
+                await self._create_topic(client, topic, partitions, expiry)
+            except BrokerError as error:
+                # Another process connecting at the same time created it first.
+                if not _already_exists(error):
+                    raise
         elif details.partitions_count < partitions:
             await self._call(
                 client.create_partitions(self.stream, topic, partitions - details.partitions_count),
                 "create partitions",
             )
         self._known_topics.add(topic)
+
+    async def _create_topic(
+        self, client: Any, topic: str, partitions: int, expiry: datetime.timedelta | None
+    ) -> None:
+        """Create a topic whose acknowledged sends are on stable storage.
+
+        The SDK 0.9.0 `create_topic` always sends the option keys `durability`
+        and `consumer_offset_durability`. The Iggy server at apache/iggy commit
+        cc269ef70 (0.9.0-edge.5) rejects them with UnsupportedOptionKey, so on
+        that error the topic is created with the server's CreateTopic command
+        instead. That server keeps messages in an in-memory journal until
+        `messages_required_to_save` of them (default 1024) have arrived, and a
+        kill -9 loses the journal. So the topic flushes every message, and
+        `enforce_fsync` makes each flush an fsync.
+
+        NOTE: the SDK path has not run against a server that accepts `durability`,
+        so whether PERSISTED also covers such a server's journal is unchecked.
+        """
+        if not self._legacy_topic_options:
+            try:
+                await self._call(
+                    client.create_topic(
+                        self.stream,
+                        topic,
+                        partitions,
+                        durability=iggy.Durability.PERSISTED,
+                        message_expiry=(
+                            iggy.IggyExpiry.ExpireDuration(expiry) if expiry is not None else None
+                        ),
+                    ),
+                    "create topic",
+                )
+                return
+            except BrokerError as error:
+                if isinstance(error, BrokerUnavailable) or _UNSUPPORTED_OPTION not in str(error):
+                    raise
+            self._legacy_topic_options = True
+            logger.info(
+                "Iggy server rejected the SDK topic options; creating topics with enforce_fsync.",
+                extra={"stream": self.stream, "topic": topic},
+            )
+        options = {"enforce_fsync": "true", "messages_required_to_save": "1"}
+        if expiry is not None:
+            options["message_expiry"] = f"{int(expiry.total_seconds())}s"
+        request = _create_topic_request(self.stream, topic, partitions, options)
+        await self._call(client.send_binary_request(_CREATE_TOPIC, request), "create topic")
 
     async def _connected(self) -> Any:
         """Return the SDK client, replacing it first if the last call lost the server."""
@@ -404,6 +453,28 @@ def _encode_name(name: str) -> bytes:
     return bytes((_IDENTIFIER_KIND_STRING, len(data))) + data
 
 
+def _encode_option(kind: int, data: bytes) -> bytes:
+    """Encode one key or value of an options block: kind, u32 length, bytes."""
+    if not 0 < len(data) <= _MAX_OPTION_BYTES:
+        raise BrokerError(
+            f"invalid Iggy option {data[:50]!r}: expected 1 to {_MAX_OPTION_BYTES} bytes"
+        )
+    return bytes((kind,)) + struct.pack("<I", len(data)) + data
+
+
+def _create_topic_request(
+    stream: str, topic: str, partitions: int, options: dict[str, str]
+) -> bytes:
+    """Encode a CreateTopic request: stream, partition count, topic name, string options."""
+    name = _encode_name(topic)[1:]  # a topic name has no identifier kind, only length and bytes
+    block = b"".join(
+        _encode_option(_HEADER_KIND_STRING, key.encode())
+        + _encode_option(_HEADER_KIND_STRING, value.encode())
+        for key, value in options.items()
+    )
+    return _encode_name(stream) + struct.pack("<I", partitions) + name + block
+
+
 def _consumer_request(group: str, stream: str, topic: str, partition: int) -> bytes:
     """Encode consumer, stream, topic and partition, the head of the consumer offset commands."""
     return (
@@ -413,6 +484,11 @@ def _consumer_request(group: str, stream: str, topic: str, partition: int) -> by
         + _encode_name(topic)
         + struct.pack("<BI", 1, partition)
     )
+
+
+def _already_exists(error: BrokerError) -> bool:
+    """Return whether the server rejected a create request because the resource exists."""
+    return not isinstance(error, BrokerUnavailable) and "already exists" in str(error)
 
 
 def translate_error(error: BaseException, action: str, url: str) -> BrokerError:

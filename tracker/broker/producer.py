@@ -500,6 +500,23 @@ class Producer:
                     "Forwarding the spool failed; retrying later.",
                     extra={"error": str(error), "retry_seconds": self.settings.reconnect_seconds},
                 )
+            if self._connected and not self._spooling:
+                await self._probe_broker()
+
+    async def _probe_broker(self) -> None:
+        """Mark the broker disconnected when it fails a health check.
+
+        Without traffic no publish fails, so this check is what turns the state
+        to `disconnected` when the broker goes away while the service is idle.
+        The next forwarding pass reconnects and marks it connected again.
+        """
+        if await self.broker.healthy():
+            return
+        self._connected = False
+        logger.warning(
+            "Broker failed its health check; reconnecting later.",
+            extra={"retry_seconds": self.settings.reconnect_seconds},
+        )
 
     def forward_now(self, timeout: float = 30.0) -> int:
         """Run one forwarding pass from another thread and return how many messages it sent."""
