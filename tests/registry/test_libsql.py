@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -302,16 +304,52 @@ def test_threads_wait_for_each_other_write(registry):
     assert get_tenant(registry, prefix).hmac_key_ids == (0, 1)
 
 
+def test_busy_timeout_waits_for_other_process(data_dir):
+    """A second process in BEGIN IMMEDIATE makes this process wait, not fail at once."""
+    registry = Registry(data_dir / "registry.db", engine="libsql")
+    holder_code = (
+        "import sys, time\n"
+        "from tracker.registry.db import connect\n"
+        "connection = connect(sys.argv[1], engine='libsql')\n"
+        "connection.execute('BEGIN IMMEDIATE')\n"
+        "connection.execute(\"UPDATE tenants SET name = 'other process'\")\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(1.0)\n"
+        "connection.execute('COMMIT')\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(data_dir / "registry.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        begin = time.monotonic()
+        create_tenant(registry, key_prefix="waiter")
+        waited = time.monotonic() - begin
+    finally:
+        assert holder.wait(timeout=30) == 0
+        registry.close()
+
+    assert 0.3 < waited < 5, f"the write waited {waited:.2f} s"
+
+
 def test_local_file_url_opens_libsql(tmp_path):
     registry = Registry(tmp_path / "ignored.db", turso_url=f"file:{tmp_path / 'libsql.db'}")
     try:
+        connection = registry.connection()
         create_tenant(registry, key_prefix="fileurl")
-        (journal_mode,) = registry.connection().execute("PRAGMA journal_mode").fetchone()
+        (journal_mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        (foreign_keys,) = connection.execute("PRAGMA foreign_keys").fetchone()
+        (busy_timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
     finally:
         registry.close()
 
-    assert isinstance(registry.connection(), LibsqlConnection)
+    assert isinstance(connection, LibsqlConnection)
     assert journal_mode == "wal"
+    assert foreign_keys == 1
+    assert busy_timeout == 10_000
     assert (tmp_path / "libsql.db").exists()
     assert not (tmp_path / "ignored.db").exists()
 
