@@ -68,6 +68,10 @@ def connect_libsql(
     `lock_timeout_seconds` bounds the wait for another thread of this process to
     finish its statement or transaction on the same database.
     """
+    # NOTE: libsql_experimental 0.0.55 sets no timeout on remote requests and holds the GIL
+    # while it waits. A server that accepts the connection but does not respond therefore
+    # stops every Python thread of the process until it responds (more than 30 s in a test
+    # with a stopped sqld). A refused connection fails at once.
     import libsql_experimental  # optional dependency: pip install tracker-platform[turso]
 
     try:
