@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import free_port
 
 
@@ -95,7 +93,6 @@ def test_doctor_reports_corrupt_registry(data_dir: Path):
 
 
 def test_doctor_reports_unreachable_turso(data_dir: Path):
-    pytest.importorskip("libsql_experimental", reason="needs the turso extra")
     closed_port = free_port()
     code, findings, stderr = _doctor(data_dir, TURSO_URL=f"http://127.0.0.1:{closed_port}")
     registry = _by_check(findings)["registry"]

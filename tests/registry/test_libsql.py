@@ -28,6 +28,7 @@ from tests.ingest.conftest import server_env, start_server, stop_server, wait_he
 from tracker.errors import Conflict, NotFound, RegistryError
 from tracker.registry.api_keys import clear_cache, create_api_key, revoke_api_key, verify_api_key
 from tracker.registry.db import Registry, connect
+from tracker.registry.hrana import HranaConnection
 from tracker.registry.ledger import (
     _INSERT_IDS,
     committed_offsets,
@@ -35,6 +36,7 @@ from tracker.registry.ledger import (
     prune_ledger,
     record_batch,
 )
+from tracker.registry.libsql import LibsqlConnection
 from tracker.registry.tenants import (
     create_tenant,
     get_tenant,
@@ -51,10 +53,6 @@ from tracker.registry.tracking_urls import (
     rotate_destination,
 )
 
-pytest.importorskip("libsql_experimental", reason="needs the turso extra (libsql-experimental)")
-
-from tracker.registry.libsql import LibsqlConnection
-
 TURSO_TEST_URL = os.environ.get("TURSO_TEST_URL")
 TURSO_TEST_AUTH_TOKEN = os.environ.get("TURSO_TEST_AUTH_TOKEN")
 needs_sqld = pytest.mark.skipif(
@@ -67,6 +65,7 @@ HOUR = 3600
 def registry_options(request, data_dir) -> dict[str, str | None]:
     """Arguments of `connect` for a local libSQL file, or for the live sqld at TURSO_TEST_URL."""
     if request.param == "embedded":
+        pytest.importorskip("libsql_experimental", reason="needs the turso extra")
         return {"path": str(data_dir / "registry.db"), "engine": "libsql"}
     return {
         "path": str(data_dir / "unused.db"),
@@ -78,7 +77,8 @@ def registry_options(request, data_dir) -> dict[str, str | None]:
 @pytest.fixture
 def registry(registry_options) -> Iterator[Registry]:
     handle = Registry(**registry_options)
-    assert isinstance(handle.connection(), LibsqlConnection)
+    expected = HranaConnection if registry_options.get("turso_url") else LibsqlConnection
+    assert isinstance(handle.connection(), expected)
     yield handle
     handle.close()
 
@@ -228,8 +228,16 @@ def test_errors_map_to_sqlite3_types(registry):
         connection.execute("SELECT :a", {"a": 1})
     with pytest.raises(sqlite3.ProgrammingError, match="unsupported type"):
         connection.execute("SELECT ?", (object(),))
-    with pytest.raises(sqlite3.ProgrammingError, match="lose precision"):
-        connection.execute("SELECT ?", (2**60,))
+    if isinstance(connection, LibsqlConnection):
+        with pytest.raises(sqlite3.ProgrammingError, match="lose precision"):
+            connection.execute("SELECT ?", (2**60,))
+    else:
+        assert connection.execute("SELECT ?, typeof(?)", (2**60, 2**60)).fetchone() == (
+            2**60,
+            "integer",
+        )
+        with pytest.raises(sqlite3.ProgrammingError, match="outside the 64-bit integer range"):
+            connection.execute("SELECT ?", (2**64,))
 
 
 def test_cursor_behaves_like_sqlite3(registry):
@@ -343,6 +351,7 @@ def test_writer_waits_for_other_process(registry, registry_options):
 
 
 def test_local_file_url_opens_libsql(tmp_path):
+    pytest.importorskip("libsql_experimental", reason="needs the turso extra")
     registry = Registry(tmp_path / "ignored.db", turso_url=f"file:{tmp_path / 'libsql.db'}")
     try:
         connection = registry.connection()

@@ -2,9 +2,9 @@
 
 The registry is a SQLite file by default (WAL mode, so the ingest service, the
 API and the consumers can share it) or Turso/libSQL when `TURSO_URL` is set:
-a libsql://, https:// or http:// URL opens the remote database (every statement
-goes to the server, so each process reads the others' changes at once), and
-`file:PATH` opens a local file through the libSQL engine.
+a libsql://, https:// or http:// URL opens the remote database over HTTP (every
+statement goes to the server, so each process reads the others' changes at once),
+and `file:PATH` opens a local file through the libSQL engine.
 Migrations are the numbered `schema/NNN_name.sql` files beside this module,
 applied once each, in order, and recorded in `schema_migrations`.
 """
@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import RegistryError
-from tracker.registry.libsql import connect_libsql, is_remote_url
+from tracker.registry.hrana import HranaConnection, is_remote_url
+from tracker.registry.libsql import connect_libsql
 from tracker.sqlite_wal import enable_wal
 
 __all__ = ["ENGINES", "Registry", "connect", "migrate"]
 
 BUSY_TIMEOUT_MS = 10_000
+# Limit on one request to a remote libSQL database. sqld rolls back a transaction after 5 s,
+# so a statement that waits for the lock of another transaction returns well before this.
+REMOTE_TIMEOUT_SECONDS = 15.0
 ENGINES = ("sqlite", "libsql")
 # Engine for a local registry file when no TURSO_URL is given. The test suite sets it
 # to "libsql" (TRACKER_TEST_REGISTRY_ENGINE) to run the registry tests on libSQL.
@@ -53,8 +57,8 @@ def connect(
                 f"invalid TURSO_URL {turso_url[:80]!r}: expected a libsql://, https://,"
                 " http:// or file: URL"
             )
-        return connect_libsql(
-            turso_url, auth_token=turso_token or "", lock_timeout_seconds=BUSY_TIMEOUT_MS / 1000
+        return HranaConnection(
+            turso_url, auth_token=turso_token, timeout_seconds=REMOTE_TIMEOUT_SECONDS
         )
     engine = engine or LOCAL_ENGINE
     if engine == "libsql":

@@ -1,4 +1,4 @@
-"""A sqlite3-compatible wrapper over a `libsql_experimental` connection.
+"""A sqlite3-compatible wrapper over a `libsql_experimental` connection to a local file.
 
 The registry code is written against Python's sqlite3 module. libsql_experimental
 0.0.55 differs from it in ways that break that code, so `LibsqlConnection` fills
@@ -41,44 +41,34 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["LibsqlConnection", "LibsqlCursor", "connect_libsql", "is_remote_url"]
+__all__ = ["LibsqlConnection", "LibsqlCursor", "connect_libsql"]
 
 # libsql_experimental binds integers outside 32 bits as 64-bit floats, which represent
 # integers exactly only up to this magnitude.
 _EXACT_FLOAT_INT = 2**53
 
-# Connections of this process per database (file path or URL) take turns through these.
+# Connections of this process per database file take turns through these.
 _turn_locks: dict[str, threading.RLock] = {}
 _turn_locks_guard = threading.Lock()
 
-_REMOTE_SCHEMES = ("libsql://", "http://", "https://")
 _DML = re.compile(r"^\s*(?:--[^\n]*\n\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
-def is_remote_url(url: str) -> bool:
-    """Return whether libsql_experimental opens `url` as a remote database over HTTP."""
-    return url.startswith(_REMOTE_SCHEMES)
-
-
-def connect_libsql(
-    database: str, *, auth_token: str = "", lock_timeout_seconds: float = 10.0
-) -> LibsqlConnection:
-    """Open a local libSQL file, or a remote database when `database` is a libsql:// or http(s):// URL.
+def connect_libsql(path: str, *, lock_timeout_seconds: float = 10.0) -> LibsqlConnection:
+    """Open the local file `path` through libSQL.
 
     `lock_timeout_seconds` bounds the wait for another thread of this process to
-    finish its statement or transaction on the same database.
+    finish its statement or transaction on the same file. Remote databases go
+    through `tracker.registry.hrana` instead, because libsql_experimental 0.0.55
+    sets no timeout on remote requests and holds the GIL while it waits.
     """
-    # NOTE: libsql_experimental 0.0.55 sets no timeout on remote requests and holds the GIL
-    # while it waits. A server that accepts the connection but does not respond therefore
-    # stops every Python thread of the process until it responds (more than 30 s in a test
-    # with a stopped sqld). A refused connection fails at once.
     import libsql_experimental  # optional dependency: pip install tracker-platform[turso]
 
     try:
-        raw = libsql_experimental.connect(database, isolation_level=None, auth_token=auth_token)
+        raw = libsql_experimental.connect(path, isolation_level=None)
     except ValueError as error:
         raise _database_error(error) from error
-    key = database if is_remote_url(database) else os.path.realpath(database)
+    key = os.path.realpath(path)
     with _turn_locks_guard:
         lock = _turn_locks.setdefault(key, threading.RLock())
     return LibsqlConnection(raw, lock, lock_timeout_seconds)
@@ -129,8 +119,8 @@ class LibsqlConnection:
     """A libsql_experimental connection with the sqlite3 behaviour the registry code relies on.
 
     `total_changes` is the sum of `rowcount` over the INSERT, UPDATE and DELETE
-    statements run through this object, not SQLite's `total_changes()`, because a
-    remote connection does not keep one server-side session across statements.
+    statements run through this object, as in `HranaConnection`, where no
+    server-side session lasts across statements.
     """
 
     def __init__(self, raw: Any, turn_lock: threading.RLock, lock_timeout_seconds: float) -> None:
