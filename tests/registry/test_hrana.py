@@ -77,6 +77,7 @@ def test_hung_server_times_out_without_freezing(silent_server):
         with pytest.raises(sqlite3.OperationalError, match="timed out"):
             connection.execute("SELECT 1")
         elapsed = time.monotonic() - begin
+        rollback = connection.execute("ROLLBACK")
     finally:
         stop.set()
         ticker.join(5)
@@ -87,6 +88,7 @@ def test_hung_server_times_out_without_freezing(silent_server):
     # The ticker runs every 50 ms; with the GIL held during the wait it would not run at all.
     assert len(ticks_during_wait) >= 5, f"{len(ticks_during_wait)} ticks in {elapsed:.2f} s"
     assert connection.in_transaction is False
+    assert rollback.rowcount == -1
 
 
 def test_rejected_token_raises_operational_error():

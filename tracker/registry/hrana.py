@@ -33,6 +33,7 @@ _REMOTE_SCHEMES = ("libsql://", "http://", "https://")
 _LEADING_COMMENTS = r"^\s*(?:--[^\n]*\n\s*)*"
 _BEGIN = re.compile(_LEADING_COMMENTS + r"BEGIN\b", re.IGNORECASE)
 _END = re.compile(_LEADING_COMMENTS + r"(COMMIT|END|ROLLBACK)\b(?!\s+TO\b)", re.IGNORECASE)
+_ROLLBACK = re.compile(_LEADING_COMMENTS + r"ROLLBACK\s*(?:TRANSACTION\s*)?;?\s*$", re.IGNORECASE)
 _DML = re.compile(_LEADING_COMMENTS + r"(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -74,6 +75,10 @@ class HranaConnection:
         return self._baton is not None
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> LibsqlCursor:
+        if self._baton is None and _ROLLBACK.match(sql):
+            # No stream is open, so no transaction is: it ended or a failed request lost it and
+            # the server rolled it back. Doing nothing keeps the error that led here visible.
+            return LibsqlCursor([], None, -1, None)
         statement = {"sql": sql, "args": _arguments(parameters), "want_rows": True}
         result = self._run(sql, {"type": "execute", "stmt": statement})["result"]
         rows = [tuple(_decode(value) for value in row) for row in result["rows"]]
@@ -168,7 +173,13 @@ class HranaConnection:
             raise sqlite3.OperationalError(
                 f"libSQL request to {self._url} failed with HTTP {response.status_code}: {response.text[:300]}"
             )
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError as error:
+            self._forget_stream()
+            raise sqlite3.OperationalError(
+                f"libSQL request to {self._url} returned a body that is not JSON: {response.text[:200]!r}"
+            ) from error
         self._baton = body.get("baton")
         self._stream_url = body.get("base_url") or self._stream_url
         if self._baton is None:
