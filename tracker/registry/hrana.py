@@ -18,6 +18,7 @@ server-side connection.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -129,12 +130,8 @@ class HranaConnection:
     def close(self) -> None:
         """Close the HTTP client. The server rolls back an open transaction when its stream closes."""
         try:
-            if self._baton is not None:
-                self._post([{"type": "close"}])
-        except sqlite3.Error:
-            pass  # the stream expires on the server anyway
+            self._close_stream()
         finally:
-            self._baton = None
             self._client.close()
 
     def _run(self, sql: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -148,8 +145,7 @@ class HranaConnection:
             autocommit = results[1].get("response", {}).get("is_autocommit", True)
             if autocommit:
                 # The statement failed to open a transaction, or SQLite rolled it back.
-                self._post([{"type": "close"}])
-                self._baton = None
+                self._close_stream()
         if results[0]["type"] == "error":
             raise _database_error(results[0]["error"])
         return results[0]["response"]
@@ -185,6 +181,14 @@ class HranaConnection:
         if self._baton is None:
             self._stream_url = None
         return body["results"]
+
+    def _close_stream(self) -> None:
+        if self._baton is None:
+            return
+        # On failure _post has forgotten the stream already, and the server expires it.
+        with contextlib.suppress(sqlite3.Error):
+            self._post([{"type": "close"}])
+        self._forget_stream()
 
     def _forget_stream(self) -> None:
         # After a failed request the stream is no longer valid, and the server rolls it back.
