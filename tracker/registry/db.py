@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import RegistryError
-from tracker.registry.hrana import HranaConnection, is_remote_url
 from tracker.registry.libsql import connect_libsql
 from tracker.sqlite_wal import enable_wal
 
@@ -50,6 +49,9 @@ def connect(
     Raises RegistryError for a `turso_url` of an unknown scheme or an unknown engine.
     """
     if turso_url:
+        # Imported here because httpx added 0.1 s to the import of this module (python -X importtime).
+        from tracker.registry.hrana import HranaConnection, is_remote_url
+
         if turso_url.startswith("file:"):
             return _open_local_libsql(Path(turso_url.removeprefix("file:")))
         if not is_remote_url(turso_url):
