@@ -20,6 +20,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def registry_engine() -> Iterator[str]:
+    """Engine of local registry files in this run: TRACKER_TEST_REGISTRY_ENGINE, default sqlite.
+
+    Set it to `libsql` to run the registry tests in this process on libsql_experimental.
+    Subprocesses such as `tracker serve` still open the file with sqlite3.
+    """
+    from tracker.registry import db
+
+    engine = os.environ.get("TRACKER_TEST_REGISTRY_ENGINE", "sqlite")
+    if engine not in db.ENGINES:
+        raise pytest.UsageError(
+            f"TRACKER_TEST_REGISTRY_ENGINE={engine!r} is invalid: expected sqlite or libsql"
+        )
+    previous, db.LOCAL_ENGINE = db.LOCAL_ENGINE, engine
+    yield engine
+    db.LOCAL_ENGINE = previous
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """A fresh platform data directory (local log, registry, Delta table, warm store)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tracker.errors import ConfigError, TrackerError
+from tracker.errors import ConfigError, RegistryError, TrackerError
 from tracker.settings import Env
 
 __all__ = ["Finding", "run_checks"]
@@ -89,12 +89,12 @@ def check_registry(env: Env) -> Finding:
             from tracker.registry.db import connect
 
             connection = connect(
-                data_dir / "registry-replica.db",
+                env.path("REGISTRY_PATH", data_dir / "registry.db"),
                 turso_url=turso_url,
                 turso_token=env.str("TURSO_AUTH_TOKEN"),
             )
             version = connection.execute("SELECT sqlite_version()").fetchone()[0]
-        except Exception as error:  # libsql raises its own types for network and auth failures
+        except (ImportError, RegistryError, sqlite3.Error) as error:
             return Finding(
                 "registry",
                 "fail",

@@ -90,3 +90,21 @@ def test_doctor_reports_corrupt_registry(data_dir: Path):
     code, findings, _ = _doctor(data_dir)
     assert code == 1
     assert _by_check(findings)["registry"]["status"] == "fail"
+
+
+def test_doctor_reports_unreachable_turso(data_dir: Path):
+    closed_port = free_port()
+    code, findings, stderr = _doctor(data_dir, TURSO_URL=f"http://127.0.0.1:{closed_port}")
+    registry = _by_check(findings)["registry"]
+    assert code == 1, stderr
+    assert registry["status"] == "fail"
+    assert f"127.0.0.1:{closed_port}" in registry["detail"]
+    assert "TURSO_URL" in registry["fix"]
+
+
+def test_doctor_reports_bad_turso_scheme(data_dir: Path):
+    code, findings, stderr = _doctor(data_dir, TURSO_URL="ftp://127.0.0.1/db")
+    registry = _by_check(findings)["registry"]
+    assert code == 1, stderr
+    assert registry["status"] == "fail"
+    assert "expected a libsql://" in registry["detail"]
