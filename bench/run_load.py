@@ -87,29 +87,32 @@ def main() -> None:
     }
     results = []
 
-    port = free_port()
-    robyn = start_baseline(port, 1, env)
-    try:
-        wait_ready(port, "/p")
-        results.append(
-            measure(
-                "baseline Robyn /p",
-                f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
-                [p.pid for p in robyn],
-                **timing,
+    for processes in args.processes:
+        # The empty handler runs with as many processes as the ingest run it is compared with.
+        port = free_port()
+        robyn = start_baseline(port, processes, env)
+        try:
+            wait_ready(port, "/p")
+            pids = [p.pid for p in robyn]
+            results.append(
+                measure(
+                    f"baseline Robyn x{processes} /p",
+                    f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
+                    pids,
+                    **timing,
+                )
             )
-        )
-        results.append(
-            measure(
-                "baseline Robyn /batch (body ignored)",
-                f"http://127.0.0.1:{port}/batch",
-                [p.pid for p in robyn],
-                body_path=body_path,
-                **dict(timing, connections=args.batch_connections),
+            results.append(
+                measure(
+                    f"baseline Robyn x{processes} /batch (body ignored)",
+                    f"http://127.0.0.1:{port}/batch",
+                    pids,
+                    body_path=body_path,
+                    **dict(timing, connections=args.batch_connections),
+                )
             )
-        )
-    finally:
-        stop(robyn, signal.SIGKILL)
+        finally:
+            stop(robyn, signal.SIGKILL)
 
     port = free_port()
     rust = start_rust_baseline(port, work / "rust-events.jsonl")
@@ -177,9 +180,11 @@ def main() -> None:
 
 
 def render_markdown(record: dict) -> str:
-    """Return the results table; /batch ratios compare events/s with the baselines' requests/s."""
+    """Return the results table; /batch ratios compare events/s with the baselines' requests/s.
+
+    An ingest row with N processes is compared with the Robyn baseline run with N processes.
+    """
     by_name = {r["name"]: r for r in record["results"]}
-    robyn = by_name["baseline Robyn /p"]["requests_per_second"]
     axum = by_name["baseline axum /p"]["requests_per_second"]
     lines = [
         f"# Ingest load run, {record['date']}",
@@ -188,7 +193,8 @@ def render_markdown(record: dict) -> str:
         f" (1-minute load average {record['machine'].get('load_average_1m_start', float('nan')):.1f}"
         " at the start).",
         "Each row is the median of the measured wrk runs. The ratio columns divide the row's",
-        "requests/s (events/s for /batch) by each baseline's requests/s from the same run.",
+        "requests/s (events/s for /batch) by each baseline's requests/s from the same run; an",
+        "ingest row with N processes is divided by the Robyn baseline with N processes.",
         "Server CPU is the user and system time of the server processes over the measured runs,",
         "divided by the events they accepted; wrk runs on the same CPUs.",
         "",
@@ -199,7 +205,7 @@ def render_markdown(record: dict) -> str:
     for result in record["results"]:
         rate = result["requests_per_second"]
         cpu = result.get("cpu_us_per_request")
-        if result["name"].startswith("baseline Robyn /batch"):
+        if result["name"].startswith("baseline Robyn") and "/batch" in result["name"]:
             # The empty handler stores nothing: only its request rate, CPU and memory compare.
             events_text = ratio_text = ""
             cpu_text = "" if cpu is None else f"{cpu:,.1f} per request"
@@ -207,7 +213,8 @@ def render_markdown(record: dict) -> str:
             per_request = BATCH_EVENTS if "/batch" in result["name"] else 1
             events = rate * per_request
             events_text = f"{events:,.0f}"
-            ratio_text = f"{events / robyn:.3f} | {events / axum:.3f}"
+            robyn = by_name[f"baseline Robyn x{_processes_of(result['name'])} /p"]
+            ratio_text = f"{events / robyn['requests_per_second']:.3f} | {events / axum:.3f}"
             cpu_text = "" if cpu is None else f"{cpu / per_request:,.1f}"
         ratio_text = ratio_text or " | "
         lines.append(
@@ -216,6 +223,14 @@ def render_markdown(record: dict) -> str:
             f"{result['errors']} | {cpu_text} | {', '.join(str(v) for v in result['peak_rss_mib'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _processes_of(name: str) -> int:
+    """Return the process count in a result name such as "ingest x2 /p"; 1 for the axum row."""
+    for word in name.split():
+        if word.startswith("x") and word[1:].isdigit():
+            return int(word[1:])
+    return 1
 
 
 if __name__ == "__main__":
