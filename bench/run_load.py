@@ -4,7 +4,7 @@ For each server it runs wrk on 127.0.0.1 with a discarded warm-up and then sever
 runs, and reports the median requests per second, p50 and p99 latency, errors, and the peak
 RSS and CPU time of the server processes. `tracker serve` (local broker,
 LOCAL_LOG_SYNC=full) is measured on GET /p, signed GET /t and POST /batch with 1,000-event
-bodies, once per ingest process count in `--processes`. Results go to `bench/results/load-<date>.json` and `.md`.
+bodies, once per ingest process count in `--processes`. Results go to `bench/results/load-<date>T<HHMM>.json` and `.md` (UTC).
 
     python bench/run_load.py --warmup 10 --seconds 15 --repeats 3 --processes 1 2
 """
@@ -173,7 +173,8 @@ def main() -> None:
         "results": [r.as_dict() for r in results],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    base = RESULTS / f"load-{dt.date.today().isoformat()}"
+    # Date and UTC time, so that several runs on one day keep their own files.
+    base = RESULTS / f"load-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H%M')}"
     base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     base.with_suffix(".md").write_text(render_markdown(record))
     print(render_markdown(record))
