@@ -86,6 +86,9 @@ def main() -> None:
         "repeats": args.repeats,
     }
     results = []
+    destination = "https://shop.example/landing?campaign=spring"
+    sig = sign_click(secret, destination, key_prefix=key_prefix)
+    signed_path = f"/t?url={quote(destination, safe='')}&sig={sig}&sub1=load"
 
     for processes in args.processes:
         # The empty handler runs with as many processes as the ingest run it is compared with.
@@ -98,6 +101,14 @@ def main() -> None:
                 measure(
                     f"baseline Robyn x{processes} /p",
                     f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
+                    pids,
+                    **timing,
+                )
+            )
+            results.append(
+                measure(
+                    f"baseline Robyn x{processes} /t (signed URL, constant 307)",
+                    f"http://127.0.0.1:{port}{signed_path}",
                     pids,
                     **timing,
                 )
@@ -129,11 +140,9 @@ def main() -> None:
     finally:
         stop([rust], signal.SIGKILL)
 
-    destination = "https://shop.example/landing?campaign=spring"
-    sig = sign_click(secret, destination, key_prefix=key_prefix)
     targets = [
         ("/p", f"/p?key_prefix={key_prefix}&click_id=abc", None),
-        ("signed /t", f"/t?url={quote(destination, safe='')}&sig={sig}&sub1=load", None),
+        ("signed /t", signed_path, None),
         ("/batch (1,000 events)", "/batch", body_path),
     ]
     for processes in args.processes:
@@ -196,34 +205,52 @@ def render_markdown(record: dict) -> str:
         "Each row is the median of the measured wrk runs. The ratio columns divide the row's",
         "requests/s (events/s for /batch) by each baseline's requests/s from the same run; an",
         "ingest row with N processes is divided by the Robyn baseline with N processes.",
+        "`vs Robyn` divides by the baseline's GET /p; `vs same route` divides signed /t by the",
+        "baseline's GET /t, which gets the same signed URL and answers a constant 307.",
         "Server CPU is the user and system time of the server processes over the measured runs,",
         "divided by the events they accepted; wrk runs on the same CPUs.",
         "",
-        "| target | conns | req/s | events/s | vs Robyn | vs axum | p50 ms | p99 ms | errors"
-        " | server CPU µs per event | peak RSS MiB per process |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | conns | req/s | events/s | vs Robyn | vs same route | vs axum | p50 ms"
+        " | p99 ms | errors | server CPU µs per event | peak RSS MiB per process |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in record["results"]:
         rate = result["requests_per_second"]
         cpu = result.get("cpu_us_per_request")
-        if result["name"].startswith("baseline Robyn") and "/batch" in result["name"]:
+        name = result["name"]
+        if name.startswith("baseline Robyn") and "/batch" in name:
             # The empty handler stores nothing: only its request rate, CPU and memory compare.
             events_text = ratio_text = ""
             cpu_text = "" if cpu is None else f"{cpu:,.1f} per request"
         else:
-            per_request = BATCH_EVENTS if "/batch" in result["name"] else 1
+            per_request = BATCH_EVENTS if "/batch" in name else 1
             events = rate * per_request
             events_text = f"{events:,.0f}"
-            robyn = by_name[f"baseline Robyn x{_processes_of(result['name'])} /p"]
-            ratio_text = f"{events / robyn['requests_per_second']:.3f} | {events / axum:.3f}"
+            prefix = f"baseline Robyn x{_processes_of(name)}"
+            robyn = by_name[f"{prefix} /p"]["requests_per_second"]
+            same_route = _same_route_baseline(name, prefix, by_name)
+            same_text = "" if same_route is None else f"{events / same_route:.3f}"
+            ratio_text = f"{events / robyn:.3f} | {same_text} | {events / axum:.3f}"
             cpu_text = "" if cpu is None else f"{cpu / per_request:,.1f}"
-        ratio_text = ratio_text or " | "
+        ratio_text = ratio_text or " |  | "
         lines.append(
             f"| {result['name']} | {result['connections']} | {rate:,.0f} | {events_text} | "
             f"{ratio_text} | {result['p50_ms']} | {result['p99_ms']} | "
             f"{result['errors']} | {cpu_text} | {', '.join(str(v) for v in result['peak_rss_mib'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _same_route_baseline(name: str, prefix: str, by_name: dict) -> float | None:
+    """Return the req/s of the baseline route that got the same requests as row `name`."""
+    if name.endswith("signed /t") or name.startswith(f"{prefix} /t"):
+        route = f"{prefix} /t (signed URL, constant 307)"
+    elif name.endswith(" /p") and not name.startswith("baseline axum"):
+        route = f"{prefix} /p"
+    else:
+        return None
+    found = by_name.get(route)
+    return None if found is None else found["requests_per_second"]
 
 
 def _processes_of(name: str) -> int:

@@ -4,7 +4,9 @@ It answers every GET /p, and every POST /batch whatever the body, with a
 constant JSON body from a plain async handler (not a `const=True` route), so
 the ratio against it measures what the ingest handler adds on top of Robyn
 itself. The /batch route gives the memory that Robyn alone needs for the same
-bodies at the same concurrency.
+bodies at the same concurrency. GET /t answers a constant 307 redirect, so a
+signed click URL can be sent to it unchanged: Robyn's own work grows with the
+length of the query string and the response headers.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ def main() -> None:
     async def empty(request: Request) -> Response:
         return Response(200, headers, body)
 
+    location = "https://shop.example/landing?campaign=spring&ad_click_id=" + "0" * 36
+    redirect_headers = {"Location": location, "Cache-Control": "no-store"}
+
+    async def redirect(request: Request) -> Response:
+        return Response(307, redirect_headers, b"")
+
     app.add_route("GET", "/p", empty)
+    app.add_route("GET", "/t", redirect)
     app.add_route("POST", "/batch", empty)
     app.start(host="127.0.0.1", port=int(sys.argv[1]), _check_port=False)
 
