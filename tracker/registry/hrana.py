@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from tracker.registry.libsql import LibsqlCursor
+from tracker.registry.libsql import LibsqlCursor, positional_parameters
 
 __all__ = ["HranaConnection", "is_remote_url"]
 
@@ -197,15 +197,8 @@ class HranaConnection:
 
 
 def _arguments(parameters: Any) -> list[dict[str, Any]]:
-    if isinstance(parameters, Mapping):
-        raise sqlite3.ProgrammingError(
-            "named parameters are not supported here: pass a sequence for ? placeholders"
-        )
-    if isinstance(parameters, str | bytes) or not isinstance(parameters, Sequence):
-        raise sqlite3.ProgrammingError(
-            f"parameters must be a sequence, got {type(parameters).__name__}"
-        )
-    return [_encode(value, index) for index, value in enumerate(parameters)]
+    values = positional_parameters(parameters)
+    return [_encode(value, index) for index, value in enumerate(values)]
 
 
 def _encode(value: Any, index: int) -> dict[str, Any]:

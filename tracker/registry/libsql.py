@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["LibsqlConnection", "LibsqlCursor", "connect_libsql"]
+__all__ = ["LibsqlConnection", "LibsqlCursor", "connect_libsql", "positional_parameters"]
 
 # libsql_experimental binds integers outside 32 bits as 64-bit floats, which represent
 # integers exactly only up to this magnitude.
@@ -218,7 +218,8 @@ class LibsqlConnection:
             self._release_turn()
 
 
-def _parameters(parameters: Any) -> tuple[Any, ...]:
+def positional_parameters(parameters: Any) -> Sequence[Any]:
+    """Return `parameters` if it is a sequence for `?` placeholders; raise ProgrammingError if not."""
     if isinstance(parameters, Mapping):
         raise sqlite3.ProgrammingError(
             "named parameters are not supported on libSQL: pass a sequence for ? placeholders"
@@ -227,7 +228,12 @@ def _parameters(parameters: Any) -> tuple[Any, ...]:
         raise sqlite3.ProgrammingError(
             f"parameters must be a sequence, got {type(parameters).__name__}"
         )
-    return tuple(_value(value, index) for index, value in enumerate(parameters))
+    return parameters
+
+
+def _parameters(parameters: Any) -> tuple[Any, ...]:
+    values = positional_parameters(parameters)
+    return tuple(_value(value, index) for index, value in enumerate(values))
 
 
 def _value(value: Any, index: int) -> Any:
