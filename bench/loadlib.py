@@ -34,11 +34,13 @@ from run_ingest import (  # noqa: E402
 __all__ = [
     "RUST_BASELINE",
     "LoadResult",
+    "Target",
     "batch_body",
     "child_pids",
     "free_port",
     "machine_note",
     "measure",
+    "measure_alternating",
     "prepare_tenant",
     "server_cpu_seconds",
     "start_baseline",
@@ -90,8 +92,8 @@ class LoadResult:
             "name": self.name,
             "connections": self.connections,
             "requests_per_second": round(self.requests_per_second, 1),
-            "p50_ms": self.p50_ms,
-            "p99_ms": self.p99_ms,
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
             "errors": self.non_2xx,
             "peak_rss_mib": self.peak_rss_mib,
             "server_cpu_seconds": round(self.server_cpu_seconds, 2),
@@ -130,6 +132,57 @@ def measure(
     result.server_cpu_seconds = server_cpu_seconds(pids, exclude_pids) - cpu_before
     result.peak_rss_mib = sampler.peak_mib(exclude=set(exclude_pids))
     return result
+
+
+@dataclass
+class Target:
+    """One server and URL to load: what `measure_alternating` runs in turn with others."""
+
+    name: str
+    url: str
+    pids: list[int]
+    connections: int
+    body_path: Path | None = None
+    exclude_pids: set[int] = field(default_factory=set)
+
+
+def measure_alternating(
+    targets: list[Target], *, warmup: int, seconds: int, repeats: int, threads: int = 2
+) -> list[LoadResult]:
+    """Warm up each target, then run them in turn, `repeats` rounds, one wrk run each per round.
+
+    A baseline and the server compared with it are measured seconds apart in every round, so
+    a change in the machine's speed during the run reaches both. RSS and server CPU time are
+    summed over each target's own measured runs.
+    """
+    results = [LoadResult(target.name, target.connections) for target in targets]
+    peaks: list[dict[int, int]] = [{} for _ in targets]
+    for target in targets:
+        if warmup > 0:
+            run_wrk(target.url, warmup, target.connections, threads, *_script(target.body_path))
+    for _ in range(repeats):
+        for target, result, peak in zip(targets, results, peaks, strict=True):
+            cpu_before = server_cpu_seconds(target.pids, target.exclude_pids)
+            with RssSampler(target.pids) as sampler:
+                run = run_wrk(
+                    target.url, seconds, target.connections, threads, *_script(target.body_path)
+                )
+            result.runs.append(run)
+            result.server_cpu_seconds += (
+                server_cpu_seconds(target.pids, target.exclude_pids) - cpu_before
+            )
+            for pid, rss in sampler.peaks.items():
+                if pid not in target.exclude_pids:
+                    peak[pid] = max(peak.get(pid, 0), rss)
+    for result, peak in zip(results, peaks, strict=True):
+        result.peak_rss_mib = sorted(round(rss / 2**20, 1) for rss in peak.values())
+    return results
+
+
+def _script(body_path: Path | None) -> tuple[Path, ...] | tuple[Path, str]:
+    if body_path is None:
+        return (REPORT_SCRIPT,)
+    return (BATCH_SCRIPT, str(body_path))
 
 
 def server_cpu_seconds(pids: list[int], exclude_pids: set[int] = frozenset()) -> float:

@@ -4,7 +4,9 @@ For each server it runs wrk on 127.0.0.1 with a discarded warm-up and then sever
 runs, and reports the median requests per second, p50 and p99 latency, errors, and the peak
 RSS and CPU time of the server processes. `tracker serve` (local broker,
 LOCAL_LOG_SYNC=full) is measured on GET /p, signed GET /t and POST /batch with 1,000-event
-bodies, once per ingest process count in `--processes`. Results go to `bench/results/load-<date>T<HHMM>.json` and `.md` (UTC).
+bodies, once per ingest process count in `--processes`, in alternating rounds with an empty
+Robyn handler run with as many processes and sent the same requests. Results go to
+`bench/results/load-<date>T<HHMM>.json` and `.md` (UTC).
 
     python bench/run_load.py --warmup 10 --seconds 15 --repeats 3 --processes 1 2
 """
@@ -23,11 +25,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from loadlib import (
+    Target,
     batch_body,
     child_pids,
     free_port,
     machine_note,
     measure,
+    measure_alternating,
     prepare_tenant,
     start_baseline,
     start_rust_baseline,
@@ -90,41 +94,6 @@ def main() -> None:
     sig = sign_click(secret, destination, key_prefix=key_prefix)
     signed_path = f"/t?url={quote(destination, safe='')}&sig={sig}&sub1=load"
 
-    for processes in args.processes:
-        # The empty handler runs with as many processes as the ingest run it is compared with.
-        port = free_port()
-        robyn = start_baseline(port, processes, env)
-        try:
-            wait_ready(port, "/p")
-            pids = [p.pid for p in robyn]
-            results.append(
-                measure(
-                    f"baseline Robyn x{processes} /p",
-                    f"http://127.0.0.1:{port}/p?key_prefix=bench&click_id=abc",
-                    pids,
-                    **timing,
-                )
-            )
-            results.append(
-                measure(
-                    f"baseline Robyn x{processes} /t (signed URL, constant 307)",
-                    f"http://127.0.0.1:{port}{signed_path}",
-                    pids,
-                    **timing,
-                )
-            )
-            results.append(
-                measure(
-                    f"baseline Robyn x{processes} /batch (body ignored)",
-                    f"http://127.0.0.1:{port}/batch",
-                    pids,
-                    body_path=body_path,
-                    **dict(timing, connections=args.batch_connections),
-                )
-            )
-        finally:
-            stop(robyn, signal.SIGKILL)
-
     port = free_port()
     rust = start_rust_baseline(port, work / "rust-events.jsonl")
     try:
@@ -140,31 +109,48 @@ def main() -> None:
     finally:
         stop([rust], signal.SIGKILL)
 
-    targets = [
-        ("/p", f"/p?key_prefix={key_prefix}&click_id=abc", None),
-        ("signed /t", signed_path, None),
-        ("/batch (1,000 events)", "/batch", body_path),
-    ]
     for processes in args.processes:
-        port = free_port()
-        serve = start_serve(env, port, processes, work / f"serve-{processes}.log")
+        # The empty handler runs with as many processes as the ingest service it is compared
+        # with, and each pair of targets is loaded in turn, round by round.
+        robyn_port, serve_port = free_port(), free_port()
+        robyn = start_baseline(robyn_port, processes, env)
+        serve = start_serve(env, serve_port, processes, work / f"serve-{processes}.log")
         try:
-            wait_ready(port, "/health")
-            pids = child_pids(serve)
-            for label, path, body in targets:
-                run_timing = (
-                    timing if body is None else dict(timing, connections=args.batch_connections)
+            wait_ready(robyn_port, "/p")
+            wait_ready(serve_port, "/health")
+            robyn_pids = [p.pid for p in robyn]
+            serve_pids = child_pids(serve)
+            pairs = [
+                ("/p", "/p", f"/p?key_prefix={key_prefix}&click_id=abc", None),
+                ("/t (signed URL, constant 307)", "signed /t", signed_path, None),
+                ("/batch (body ignored)", "/batch (1,000 events)", "/batch", body_path),
+            ]
+            for baseline_label, ingest_label, path, body in pairs:
+                connections = args.connections if body is None else args.batch_connections
+                pair = [
+                    Target(
+                        f"baseline Robyn x{processes} {baseline_label}",
+                        f"http://127.0.0.1:{robyn_port}{path}",
+                        robyn_pids,
+                        connections,
+                        body,
+                    ),
+                    Target(
+                        f"ingest x{processes} {ingest_label}",
+                        f"http://127.0.0.1:{serve_port}{path}",
+                        serve_pids,
+                        connections,
+                        body,
+                        exclude_pids={serve.pid},
+                    ),
+                ]
+                results.extend(
+                    measure_alternating(
+                        pair, warmup=args.warmup, seconds=args.seconds, repeats=args.repeats
+                    )
                 )
-                result = measure(
-                    f"ingest x{processes} {label}",
-                    f"http://127.0.0.1:{port}{path}",
-                    pids,
-                    body_path=body,
-                    exclude_pids={serve.pid},
-                    **run_timing,
-                )
-                results.append(result)
         finally:
+            stop(robyn, signal.SIGKILL)
             stop([serve])
 
     record = {
@@ -204,7 +190,8 @@ def render_markdown(record: dict) -> str:
         " at the start).",
         "Each row is the median of the measured wrk runs. The ratio columns divide the row's",
         "requests/s (events/s for /batch) by each baseline's requests/s from the same run; an",
-        "ingest row with N processes is divided by the Robyn baseline with N processes.",
+        "ingest row with N processes is divided by the Robyn baseline with N processes, run in",
+        "alternating rounds with it.",
         "`vs Robyn` divides by the baseline's GET /p; `vs same route` divides signed /t by the",
         "baseline's GET /t, which gets the same signed URL and answers a constant 307.",
         "Server CPU is the user and system time of the server processes over the measured runs,",
