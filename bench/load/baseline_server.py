@@ -1,12 +1,12 @@
 """An empty Robyn handler on PORT, started like one `tracker serve` process: the load baseline.
 
-It answers every GET /p, and every POST /batch whatever the body, with a
-constant JSON body from a plain async handler (not a `const=True` route), so
+It returns a constant JSON body for every GET /p, and for every POST /batch
+whatever the body, from a plain async handler (not a `const=True` route). So
 the ratio against it measures what the ingest handler adds on top of Robyn
-itself. The /batch route gives the memory that Robyn alone needs for the same
-bodies at the same concurrency. GET /t answers a constant 307 redirect, so a
-signed click URL can be sent to it unchanged: Robyn's own work grows with the
-length of the query string and the response headers.
+itself, and the /batch route shows the memory Robyn alone needs for the same
+bodies at the same concurrency. GET /t returns a constant 307 redirect, so a
+signed click URL can be sent to it unchanged, because Robyn's own work grows
+with the length of the query string and the response headers.
 """
 
 from __future__ import annotations

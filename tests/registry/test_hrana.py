@@ -1,7 +1,7 @@
 """The remote libSQL client against loopback servers that misbehave.
 
 The round-trips against a real sqld are in test_libsql.py. These cases need no sqld: a
-socket that accepts connections and never responds stands in for a hung server, and a
+socket that accepts connections and never responds plays a hung server, and a
 small HTTP server for one that rejects the token.
 """
 
