@@ -10,6 +10,13 @@ Many requests share one commit (group commit): the background thread takes
 everything queued, publishes one transaction per partition, then resolves all
 the futures of that round.
 
+Threads: a submit wakes the `producer` thread through a condition variable,
+which never releases the GIL on the submitting thread. An asyncio wake-up
+would write to the loop's self-pipe, and that send drops and re-takes the GIL
+on the request's event loop thread for every publish round. The `producer-io`
+thread runs an event loop for the broker's asynchronous calls and the spool
+forwarder; the `producer` thread appends to a plain local log itself.
+
 Order: events of one partition are published in submission order. While the
 spool contains messages, new events go to the spool too, so the forwarder sends
 them to the broker in order once it is back.
@@ -99,13 +106,16 @@ class Producer:
         self._open_singles: dict[int, Entry] = {}
         self._queued_events = 0
         self._queued_bytes = 0
+        # Wakes the producer thread; submits notify it under the queue lock.
+        self._work = threading.Condition(self._lock)
         self._signalled = False
         # When the oldest queued entry arrived; the linger counts from here.
         self._first_queued_at = 0.0
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._io_thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
 
@@ -137,14 +147,16 @@ class Producer:
         A remote broker that is unreachable at start is not an error when a
         spool is configured: the producer starts in the spooling state.
         """
-        if self._thread is not None:
+        if self._io_thread is not None:
             return
-        self._thread = threading.Thread(target=self._thread_main, name="producer", daemon=True)
-        self._thread.start()
+        self._io_thread = threading.Thread(target=self._io_main, name="producer-io", daemon=True)
+        self._io_thread.start()
         if not self._ready.wait(timeout):
             raise BrokerUnavailable(f"the producer did not start within {timeout} seconds")
         if self._start_error is not None:
             raise self._start_error
+        self._thread = threading.Thread(target=self._drain_main, name="producer", daemon=True)
+        self._thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted event is durable or failed; return False on timeout."""
@@ -155,10 +167,15 @@ class Producer:
         """Stop accepting, drain the queue, then close the broker; return whether all drained."""
         with self._lock:
             self._closing = True
+            self._work.notify()
         drained = self.flush(timeout)
-        if self._loop is not None and self._thread is not None:
-            self._signal()
+        if self._thread is not None:
             self._thread.join(timeout)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._io_thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already stopped
+                loop.call_soon_threadsafe(stop.set)
+            self._io_thread.join(timeout)
         return drained
 
     def __enter__(self) -> Producer:
@@ -202,10 +219,9 @@ class Producer:
             self._queued_events += 1
             self._queued_bytes += len(event)
             waiter = entry.ticket.add_waiter(loop) if loop is not None else None
-            wake = not self._signalled
-            self._signalled = True
-        if wake:
-            self._signal()
+            if not self._signalled:
+                self._signalled = True
+                self._work.notify()
         return entry.ticket.future, waiter
 
     def submit_records(self, records: Sequence[tuple[int, int, bytes]]) -> Future[None]:
@@ -244,10 +260,9 @@ class Producer:
             self._queue.extend(entries)
             self._queued_events += events
             self._queued_bytes += size
-            wake = not self._signalled
-            self._signalled = True
-        if wake:
-            self._signal()
+            if not self._signalled:
+                self._signalled = True
+                self._work.notify()
         return ticket.future, waiter
 
     async def send_event(self, partition: int, event_json: bytes) -> None:
@@ -306,20 +321,14 @@ class Producer:
                 f" {self.settings.queue_bytes} bytes); retry later"
             )
 
-    def _signal(self) -> None:
-        loop, wakeup = self._loop, self._wakeup
-        if loop is not None and wakeup is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has already stopped
-                loop.call_soon_threadsafe(wakeup.set)
+    # Background threads.
 
-    # Background thread.
-
-    def _thread_main(self) -> None:
+    def _io_main(self) -> None:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
+        self._stop = asyncio.Event()
         self._route_lock = asyncio.Lock()
         try:
             await self._open()
@@ -331,7 +340,7 @@ class Producer:
 
         forwarder = asyncio.create_task(self._forward_loop()) if self.spool is not None else None
         try:
-            await self._drain_loop()
+            await self._stop.wait()
         finally:
             if forwarder is not None:
                 forwarder.cancel()
@@ -365,33 +374,54 @@ class Producer:
             except BrokerError as error:
                 logger.warning("Closing a broker failed.", extra={"error": str(error)})
 
-    async def _drain_loop(self) -> None:
-        assert self._wakeup is not None
+    def _drain_main(self) -> None:
+        """Take everything queued, publish it, settle it; until closed and empty."""
         linger = self.settings.linger_ms / 1000
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            # The linger bounds how long the oldest queued event waits for company, as in
-            # Kafka's linger.ms. Events that queued up during the previous publish have waited
-            # that long already, so under load rounds follow each other without a pause.
-            if (
-                linger > 0
-                and not self._closing
-                and self._queued_events < self.settings.batch_events
-            ):
-                remaining = linger - (time.monotonic() - self._first_queued_at)
-                if remaining > 0:
-                    await asyncio.sleep(remaining)
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._work.wait()
+                if not self._queue:
+                    return  # closing, and everything submitted is settled
+                first_queued_at = self._first_queued_at
+                # The linger bounds how long the oldest queued event waits for company, as
+                # in Kafka's linger.ms. Events that queued up during the previous publish
+                # have waited that long already, so under load rounds follow each other
+                # without a pause.
+                wait = (
+                    linger - (time.monotonic() - first_queued_at)
+                    if linger > 0
+                    and not self._closing
+                    and self._queued_events < self.settings.batch_events
+                    else 0.0
+                )
+            if wait > 0:
+                time.sleep(wait)
             with self._lock:
                 entries = list(self._queue)
                 self._queue.clear()
                 self._open_singles.clear()
                 self._signalled = False
-                closing = self._closing
-            if entries:
-                await self._publish_round(entries)
-            if closing and not self._queue:
-                return
+            self._publish_from_thread(entries)
+
+    def _publish_from_thread(self, entries: list[Entry]) -> None:
+        """Publish one round from the producer thread: directly, or on the io thread's loop."""
+        partitions = {entry.partition for entry in entries}
+        if len(partitions) == 1 and self._publish_blocking is not None:
+            partition = next(iter(partitions))
+            result = self._publish_partition_blocking(partition, entries)
+            self._settle_partition(partition, entries, result)
+            return
+        loop = self._loop
+        try:
+            if loop is None:
+                raise BrokerError("the producer's event loop is not running")
+            asyncio.run_coroutine_threadsafe(self._publish_round(entries), loop).result()
+        except Exception as error:  # the loop stopped: nothing in this round became durable
+            failure = BrokerError(f"publishing failed: {error!r}")
+            failure.__cause__ = error
+            self._failed_events += sum(entry.events for entry in entries)
+            self._settle(entries, failure)
 
     async def _publish_round(self, entries: list[Entry]) -> None:
         """Publish every entry, one broker call per partition, then settle their tickets."""
@@ -399,28 +429,31 @@ class Producer:
         for entry in entries:
             by_partition.setdefault(entry.partition, []).append(entry)
         async with self._route_lock:
-            if len(by_partition) == 1 and self._publish_blocking is not None:
-                results = [self._publish_partition_blocking(*next(iter(by_partition.items())))]
-            else:
-                results = await asyncio.gather(
-                    *(self._publish_partition(p, group) for p, group in by_partition.items()),
-                    return_exceptions=True,
-                )
+            results = await asyncio.gather(
+                *(self._publish_partition(p, group) for p, group in by_partition.items()),
+                return_exceptions=True,
+            )
         for (partition, group), result in zip(by_partition.items(), results, strict=True):
-            events = sum(entry.events for entry in group)
-            error: BaseException | None = None
-            if isinstance(result, BaseException):
-                self._failed_events += events
-                logger.error(
-                    "Publishing to the broker failed.",
-                    extra={"partition": partition, "events": events, "error": repr(result)},
-                )
-                error = result
-                if not isinstance(result, BrokerError):
-                    # Callers catch BrokerError, so an unexpected failure must not become a 500.
-                    error = BrokerError(f"publishing to partition {partition} failed: {result!r}")
-                    error.__cause__ = result
-            self._settle(group, error)
+            self._settle_partition(partition, group, result)
+
+    def _settle_partition(
+        self, partition: int, entries: list[Entry], result: BaseException | None
+    ) -> None:
+        """Settle one partition's entries of a round with its publish result."""
+        error: BaseException | None = None
+        if isinstance(result, BaseException):
+            events = sum(entry.events for entry in entries)
+            self._failed_events += events
+            logger.error(
+                "Publishing to the broker failed.",
+                extra={"partition": partition, "events": events, "error": repr(result)},
+            )
+            error = result
+            if not isinstance(result, BrokerError):
+                # Callers catch BrokerError, so an unexpected failure must not become a 500.
+                error = BrokerError(f"publishing to partition {partition} failed: {result!r}")
+                error.__cause__ = result
+        self._settle(entries, error)
 
     async def _publish_partition(self, partition: int, entries: list[Entry]) -> None:
         payloads = self._encode(entries)
