@@ -401,3 +401,46 @@ def test_send_event_raises_publish_error(settings: BrokerSettings) -> None:
         producer.close()
 
     assert [type(result) for result in results] == [BrokerError, BrokerError]
+
+
+async def test_send_event_leaves_producer_loop_alone(producer: Producer) -> None:
+    """A submit wakes the producer thread without a cross-thread call into an event loop.
+
+    Such a call writes to the loop's self-pipe from the caller's thread, which
+    releases the GIL on the request's event loop thread once per publish round.
+    """
+    producer_loop = producer._loop
+    assert producer_loop is not None
+    calls: list[str] = []
+    original = producer_loop.call_soon_threadsafe
+
+    def record(*args: object, **kwargs: object) -> object:
+        calls.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    producer_loop.call_soon_threadsafe = record  # type: ignore[method-assign]
+    try:
+        for index in range(20):
+            await producer.send_event(0, event(f"quiet-{index}"))
+    finally:
+        del producer_loop.call_soon_threadsafe
+
+    assert calls == []
+
+
+def test_round_fails_when_io_loop_stopped(settings: BrokerSettings) -> None:
+    """Rounds that need the io thread's loop fail with BrokerError once that loop is gone."""
+    producer = Producer(FailingBroker(settings, BrokerError("unused")), settings)
+    producer.start()
+    loop, stop = producer._loop, producer._stop
+    assert loop is not None
+    assert stop is not None
+    loop.call_soon_threadsafe(stop.set)
+    assert producer._io_thread is not None
+    producer._io_thread.join(10)
+
+    future = producer.submit_event(0, event("late"))
+
+    with pytest.raises(BrokerError, match="publishing failed"):
+        future.result(10)
+    producer.close()

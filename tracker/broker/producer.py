@@ -15,7 +15,7 @@ which never releases the GIL on the submitting thread. An asyncio wake-up
 would write to the loop's self-pipe, and that send drops and re-takes the GIL
 on the request's event loop thread for every publish round. The `producer-io`
 thread runs an event loop for the broker's asynchronous calls and the spool
-forwarder; the `producer` thread appends to a plain local log itself.
+forwarder. The `producer` thread appends to a plain local log itself.
 
 Order: events of one partition are published in submission order. While the
 spool contains messages, new events go to the spool too, so the forwarder sends
@@ -106,7 +106,7 @@ class Producer:
         self._open_singles: dict[int, Entry] = {}
         self._queued_events = 0
         self._queued_bytes = 0
-        # Wakes the producer thread; submits notify it under the queue lock.
+        # The producer thread waits on this condition. A submit notifies it under the queue lock.
         self._work = threading.Condition(self._lock)
         self._signalled = False
         # When the oldest queued entry arrived; the linger counts from here.
@@ -375,7 +375,7 @@ class Producer:
                 logger.warning("Closing a broker failed.", extra={"error": str(error)})
 
     def _drain_main(self) -> None:
-        """Take everything queued, publish it, settle it; until closed and empty."""
+        """Publish and settle everything queued, round after round, until closed and empty."""
         linger = self.settings.linger_ms / 1000
         while True:
             with self._lock:
@@ -412,16 +412,25 @@ class Producer:
             result = self._publish_partition_blocking(partition, entries)
             self._settle_partition(partition, entries, result)
             return
-        loop = self._loop
+        publishing = self._publish_round(entries)
         try:
-            if loop is None:
+            if self._loop is None:
                 raise BrokerError("the producer's event loop is not running")
-            asyncio.run_coroutine_threadsafe(self._publish_round(entries), loop).result()
-        except Exception as error:  # the loop stopped: nothing in this round became durable
+            running = asyncio.run_coroutine_threadsafe(publishing, self._loop)
+        except Exception as error:  # the loop stopped, so nothing in this round became durable
+            publishing.close()
+            events = sum(entry.events for entry in entries)
+            logger.error(
+                "Publishing a round failed before it reached the broker.",
+                extra={"events": events, "error": repr(error)},
+            )
             failure = BrokerError(f"publishing failed: {error!r}")
             failure.__cause__ = error
-            self._failed_events += sum(entry.events for entry in entries)
+            self._failed_events += events
             self._settle(entries, failure)
+            return
+        # _publish_round settles every entry itself and raises nothing it does not settle.
+        running.result()
 
     async def _publish_round(self, entries: list[Entry]) -> None:
         """Publish every entry, one broker call per partition, then settle their tickets."""
