@@ -31,6 +31,11 @@ class BatchError(CodecError):
 
 class RecordBatchError(CodecError): ...
 
+class QueryStringError(CodecError):
+    code: str
+    field: str | None
+    count: int
+
 # Signed click URLs (HMAC-SHA256, RFC 2104).
 def click_signature_message(
     destination: str,
@@ -117,6 +122,26 @@ def now_ms() -> int:
 # Partitioning.
 def partition_for(key_prefix: str, partitions: int) -> int:
     """Return FNV-1a 64 of the UTF-8 key prefix modulo `partitions`."""
+
+# Query strings.
+def decode_query(
+    raw: dict[str, list[str]],
+    path_len: int,
+    max_url_bytes: int,
+    max_params: int,
+    max_key_len: int,
+    max_value_len: int,
+) -> dict[str, list[str]]:
+    """Check the limits of a still-encoded query dict and return it decoded.
+
+    `+` is a space, `%XX` a byte, and the bytes must be UTF-8. Names that decode
+    to the same text share one list in request order, and empty names are dropped.
+    QueryStringError `code`: `url_too_long`, `too_many_params` (`count`),
+    `invalid_escape`, `invalid_utf8`, `name_too_long` or `value_too_long`.
+    """
+
+def decode_query_component(text: str, field: object) -> str:
+    """Decode one query name or value; QueryStringError with `field` if it does not decode."""
 
 # Events.
 @final

@@ -9,6 +9,7 @@ TrackerError                    (root; defined in the Rust extension)
 |   +-- EventError              one event is invalid (`field` names what)
 |   +-- BatchError              a /batch body is unusable as a whole
 |   +-- RecordBatchError        a stored record batch is corrupt
+|   +-- QueryStringError        a request query breaks a limit or does not decode (`code`)
 +-- ConfigError(ValueError)     a setting is missing or invalid (`variable`)
 +-- RegistryError               registry lookups and changes
 |   +-- NotFound                no such tenant, link, key or webhook
@@ -28,6 +29,7 @@ from tracker._core import (
     CodecError,
     DecryptionError,
     EventError,
+    QueryStringError,
     RecordBatchError,
     SignatureError,
     SignatureExpired,
@@ -48,6 +50,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "QueryError",
+    "QueryStringError",
     "QueueFull",
     "RecordBatchError",
     "RegistryError",

@@ -10,6 +10,7 @@
 //!     +-- EventError        (`field` names the offending field)
 //!     +-- BatchError        (`field` names the offending field)
 //!     +-- RecordBatchError
+//!     +-- QueryStringError  (`code`, `field` and `count` say what is wrong)
 //! ```
 
 use std::fmt;
@@ -125,6 +126,12 @@ create_exception!(
     RecordBatchError,
     CodecError,
     "A stored record batch is corrupt."
+);
+create_exception!(
+    tracker._core,
+    QueryStringError,
+    CodecError,
+    "A query string breaks a request limit or does not decode; `code` says which."
 );
 
 /// Every failure the crate reports. Messages never contain keys or plaintext.
@@ -242,7 +249,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EventError", py.get_type::<EventError>())?;
     m.add("BatchError", py.get_type::<BatchError>())?;
     m.add("RecordBatchError", py.get_type::<RecordBatchError>())?;
+    m.add("QueryStringError", py.get_type::<QueryStringError>())?;
     py.get_type::<EventError>().setattr("field", "")?;
     py.get_type::<BatchError>().setattr("field", "")?;
+    let query_error = py.get_type::<QueryStringError>();
+    query_error.setattr("code", "")?;
+    query_error.setattr("field", py.None())?;
+    query_error.setattr("count", 0)?;
     Ok(())
 }

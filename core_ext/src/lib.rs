@@ -1,6 +1,6 @@
 //! `tracker._core`: the byte work of the tracker request hot path.
 //!
-//! Signed and encrypted click URLs, UUIDv7, partitions, events, `/batch` bodies,
+//! Signed and encrypted click URLs, query strings, UUIDv7, partitions, events, `/batch` bodies,
 //! record batches, event columns, hot-tier COPY rows and the archive's Arrow rows.
 //! Every function takes and returns plain data and never calls back into Python;
 //! `tracker/_core.pyi` is the typed surface.
@@ -18,6 +18,7 @@ pub mod gil;
 pub mod hot_copy;
 pub mod partition;
 pub mod prefix;
+pub mod query;
 pub mod record;
 pub mod sign;
 pub mod text;
@@ -47,6 +48,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(uuid7::now_ms, m)?)?;
 
     m.add_function(wrap_pyfunction!(partition::partition_for, m)?)?;
+
+    m.add_function(wrap_pyfunction!(query::decode_query, m)?)?;
+    m.add_function(wrap_pyfunction!(query::decode_query_component, m)?)?;
 
     m.add_class::<event::EventLimits>()?;
     m.add_function(wrap_pyfunction!(event::build_event, m)?)?;

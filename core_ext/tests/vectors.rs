@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use _core::encrypt::{gcm_open, gcm_seal, header, open, seal, NONCE_LEN};
 use _core::errors::CoreError;
 use _core::partition::{fnv1a_64, partition_of};
+use _core::query::decode_component;
 use _core::record::{decode, encode};
 use _core::sign::{hmac_sha256, sign, signature_message, split, verify};
 use _core::uuid7::timestamp_ms;
@@ -314,5 +315,23 @@ fn record_batch_vector_round_trips() {
             "{}",
             case["name"]
         );
+    }
+}
+
+#[test]
+fn query_components_decode() {
+    let vectors = load("query_components.json");
+    for case in vectors["decoded"].as_array().expect("decoded cases") {
+        let decoded = decode_component(text(&case["raw"]));
+        assert_eq!(
+            decoded.as_deref(),
+            Ok(text(&case["decoded"])),
+            "{}",
+            case["raw"]
+        );
+    }
+    for case in vectors["rejected"].as_array().expect("rejected cases") {
+        let error = decode_component(text(&case["raw"])).expect_err(text(&case["raw"]));
+        assert_eq!(error.code(), text(&case["error"]), "{}", case["raw"]);
     }
 }

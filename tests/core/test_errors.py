@@ -17,6 +17,7 @@ NATIVE_PARENTS = {
     "EventError": _core.CodecError,
     "BatchError": _core.CodecError,
     "RecordBatchError": _core.CodecError,
+    "QueryStringError": _core.CodecError,
 }
 
 

@@ -213,3 +213,19 @@ def test_record_batch_vector_independent_decoder() -> None:
 def test_record_batch_vector_invalid(case: dict) -> None:
     with pytest.raises(_core.RecordBatchError):
         _core.decode_record_batch(bytes.fromhex(case["record_batch"]))
+
+
+QUERY = load_vectors("query_components.json")
+
+
+@pytest.mark.parametrize("case", QUERY["decoded"], ids=lambda case: case["raw"] or "empty")
+def test_query_component_decodes(case: dict) -> None:
+    assert _core.decode_query_component(case["raw"], "f") == case["decoded"]
+
+
+@pytest.mark.parametrize("case", QUERY["rejected"], ids=lambda case: case["raw"])
+def test_query_component_rejected(case: dict) -> None:
+    with pytest.raises(tracker.errors.QueryStringError) as caught:
+        _core.decode_query_component(case["raw"], "f")
+    assert caught.value.code == case["error"]
+    assert caught.value.field == "f"

@@ -62,6 +62,60 @@ def test_read_query_merges_encoded_duplicates():
 
 
 @pytest.mark.parametrize(
+    ("raw", "code", "field", "message"),
+    [
+        ({"a": ["x" * 300]}, "url_too_long", "url", "longer than 200 bytes"),
+        ({f"k{i}": ["v"] for i in range(6)}, "too_many_params", "query", "has 6 query"),
+        ({"k" * 11: ["v"]}, "param_too_long", "k" * 11, "name is longer than 10"),
+        ({"k": ["v" * 21]}, "param_too_long", "k", "'k' is longer than 20"),
+        ({"k": ["%zz"]}, "invalid_encoding", "k", "invalid percent-escape"),
+        ({"%FF": ["v"]}, "invalid_encoding", "%FF", "not valid UTF-8"),
+        ({"%6B": ["%FF"]}, "invalid_encoding", "k", "'k' is not valid UTF-8"),
+    ],
+)
+def test_read_query_errors(raw, code, field, message):
+    with pytest.raises(IngestError) as caught:
+        read_query(raw, "/t", LIMITS)
+    assert caught.value.code == code
+    assert caught.value.field == field
+    assert message in str(caught.value)
+
+
+def test_read_query_url_limit_checked_first():
+    """An oversized URL is reported as such even when it also has a bad escape."""
+    with pytest.raises(IngestError) as caught:
+        read_query({"a": ["%zz" + "x" * 300]}, "/t", LIMITS)
+    assert caught.value.code == "url_too_long"
+
+
+def test_read_query_counts_characters():
+    """Value limits count decoded characters, not UTF-8 bytes."""
+    assert read_query({"k": ["é" * 20]}, "/t", LIMITS).values == {"k": ["é" * 20]}
+    assert read_query({"k": ["%C3%A9" * 20]}, "/t", LIMITS).values == {"k": ["é" * 20]}
+    with pytest.raises(IngestError) as caught:
+        read_query({"k": ["%C3%A9" * 21]}, "/t", LIMITS)
+    assert caught.value.code == "param_too_long"
+
+
+def test_read_query_drops_empty_names():
+    query = read_query({"": ["%zz"], "a": ["1+2"]}, "/t", LIMITS)
+    assert query.values == {"a": ["1 2"]}
+
+
+def test_read_query_keeps_plain_text_objects():
+    """Text without escapes comes back as the same object, so nothing is copied."""
+    value = "plain-value"
+    query = read_query({"a": [value]}, "/t", LIMITS)
+    assert query.values["a"][0] is value
+
+
+@pytest.mark.parametrize("raw", [{"a": "not-a-list"}, {"a": [1]}, {1: ["v"]}])
+def test_read_query_rejects_wrong_types(raw):
+    with pytest.raises(TypeError):
+        read_query(raw, "/t", LIMITS)
+
+
+@pytest.mark.parametrize(
     ("peer", "xff", "forwarded", "expected"),
     [
         ("203.0.113.5", "1.2.3.4", None, "203.0.113.5"),

@@ -15,7 +15,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import struct
+import urllib.parse
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -453,6 +455,57 @@ def record_batch_case() -> dict:
     }
 
 
+def decode_query_component(text: str) -> str:
+    """Decode a query name or value with the standard library, the second implementation."""
+    if re.search(r"%(?![0-9A-Fa-f]{2})", text):
+        raise ValueError("invalid_escape")
+    try:
+        return urllib.parse.unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("invalid_utf8") from None
+
+
+def query_component_cases() -> dict:
+    """Return query names and values with their decoded text or the reason they do not decode."""
+    inputs = [
+        "plain",
+        "",
+        "a+b",
+        "a%2Bb",
+        "%2b%2B",
+        "%E2%82%AC",
+        "%e2%82%ac",
+        "%41%62",
+        "https%3A%2F%2Fshop.example%2Fa%3Fb%3D1%26c%3D2",
+        "caf\u00e9",
+        "%F0%9F%8E%89",
+        "100%25",
+        "+++",
+        "%",
+        "%z1",
+        "%1",
+        "a%G0",
+        "a%4",
+        "%C3%28",
+        "%ED%A0%80",
+        "%FF",
+        "%FF%zz",
+        "%C3",
+        "%C0%AF",
+    ]
+    decoded, rejected = [], []
+    for text in inputs:
+        try:
+            decoded.append({"raw": text, "decoded": decode_query_component(text)})
+        except ValueError as error:
+            rejected.append({"raw": text, "error": str(error)})
+    return {
+        "source": "urllib.parse.unquote_to_bytes after replacing + with a space",
+        "decoded": decoded,
+        "rejected": rejected,
+    }
+
+
 def main() -> None:
     write("hmac_sha256_rfc4231.json", {"source": "RFC 4231 section 4", "cases": rfc4231_cases()})
     write("click_urls.json", click_cases())
@@ -460,6 +513,7 @@ def main() -> None:
     write("uuid7_rfc9562.json", uuid7_cases())
     write("partition.json", partition_cases())
     write("record_batch.json", record_batch_case())
+    write("query_components.json", query_component_cases())
 
 
 if __name__ == "__main__":

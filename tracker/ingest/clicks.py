@@ -31,7 +31,9 @@ __all__ = ["RESERVED_CLICK_PARAMS", "Click", "require_tenant", "resolve_click"]
 RESERVED_CLICK_PARAMS = frozenset({"url", "sig", "exp", "sp", "d"})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which costs
+# about half a microsecond per click.
+@dataclass(slots=True)
 class Click:
     """A verified click: where to send the browser, for which tenant, with which params."""
 
@@ -70,8 +72,10 @@ def _resolve_signed(
     sig = query.single("sig")
     if not sig:
         raise IngestError("invalid_signature", "sig is required for a signed click", "sig")
-    expires_at = _read_expiry(query.single("exp"))
-    covered = _covered_params(query)
+    # Most links carry neither exp nor sp, so the lookups come before the calls.
+    values = query.values
+    expires_at = _read_expiry(query.single("exp")) if "exp" in values else None
+    covered = _covered_params(query) if "sp" in values else []
     destination = _check_destination(destination_text)
 
     try:

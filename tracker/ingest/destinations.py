@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import idna
@@ -50,13 +50,20 @@ class Destination:
     """A validated destination split into the ASCII origin and the rest as given.
 
     `origin` is `scheme://host[:port]` with the host in punycode; `path`, `query`
-    and `fragment` keep their percent-encoding byte for byte.
+    and `fragment` keep their percent-encoding byte for byte. `location_parts`
+    is the encoded Location text before and after the click id, built once here
+    because redirects to one destination repeat.
     """
 
     origin: str
     path: str
     query: str | None
     fragment: str | None
+    location_parts: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass allows setting a field only through object.__setattr__.
+        object.__setattr__(self, "location_parts", _location_around_click_id(self))
 
 
 def parse_destination(url: str) -> Destination:
@@ -100,15 +107,14 @@ def redirect_location(destination: Destination, click_id: str) -> str:
     last. Other pairs keep their order and bytes. Characters a header cannot
     carry (spaces and non-ASCII) are percent-encoded as UTF-8.
     """
-    head, tail = _location_around_click_id(destination)
+    head, tail = destination.location_parts
     if not click_id.isascii() or " " in click_id:
         click_id = _encode_unsafe(click_id)
     return head + click_id + tail
 
 
 # Percent-encoding works byte by byte, so the parts before and after the click id can be
-# encoded once per destination. Destination is frozen, so it can be the cache key.
-@functools.lru_cache(maxsize=4096)
+# encoded once per destination.
 def _location_around_click_id(destination: Destination) -> tuple[str, str]:
     """Return the encoded Location text before and after the click id of `destination`."""
     pairs = []

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
 
+from tracker._core import QueryStringError, decode_query, decode_query_component
 from tracker.ingest.errors import IngestError
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "read_query",
 ]
 
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _FIELD_ECHO = 50
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,90 +73,70 @@ class Query:
 
 def decode_component(text: str, field: str) -> str:
     """Decode one query name or value; raise invalid_encoding naming the field."""
-    if "%" not in text and "+" not in text:
-        return text
-    decoded = _unescape(text)
-    if decoded is not None:
-        return decoded
-    if _BAD_ESCAPE.search(text):
-        raise IngestError(
-            "invalid_encoding",
-            f"query parameter {field[:_FIELD_ECHO]!r} has an invalid percent-escape",
-            field[:_FIELD_ECHO],
-        )
-    raise IngestError(
-        "invalid_encoding",
-        f"query parameter {field[:_FIELD_ECHO]!r} is not valid UTF-8 after decoding",
-        field[:_FIELD_ECHO],
-    )
-
-
-# Links are clicked many times with the same destination and signature, so decoded values
-# repeat. An entry contains one encoded value (at most MAX_URL_BYTES) and its decoded text.
-@functools.lru_cache(maxsize=1024)
-def _unescape(text: str) -> str | None:
-    """Return `text` with `+` and `%XX` decoded, or None when it is not valid percent-encoded UTF-8."""
-    if _BAD_ESCAPE.search(text):
-        return None
     try:
-        return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+        return decode_query_component(text, field)
+    except QueryStringError as error:
+        raise _query_error(error, None) from None
 
 
 def read_query(raw: dict[str, list[str]], path: str, limits: RequestLimits) -> Query:
     """Check URL length and parameter limits, then decode every name and value once.
 
     The URL length is the path plus the encoded query as received, which is
-    what the client sent up to the `?` and `&` separators.
+    what the client sent up to the `?` and `&` separators. The extension does
+    the work, and this function turns its QueryStringError into the IngestError to return.
     """
-    length = len(path)
-    count = 0
-    for name, values in raw.items():
-        separators_and_name = len(name) + 2
-        for value in values:
-            length += separators_and_name + len(value)
-        count += len(values)
-    if length > limits.max_url_bytes:
-        raise IngestError(
+    try:
+        values = decode_query(
+            raw,
+            len(path),
+            limits.max_url_bytes,
+            limits.max_params,
+            limits.max_param_key_len,
+            limits.max_param_value_len,
+        )
+    except QueryStringError as error:
+        raise _query_error(error, limits) from None
+    return Query(values)
+
+
+def _query_error(error: QueryStringError, limits: RequestLimits | None) -> IngestError:
+    """Return the IngestError for a QueryStringError from the extension."""
+    code = error.code
+    field = str(error.field or "")[:_FIELD_ECHO]
+    if code == "invalid_escape":
+        return IngestError(
+            "invalid_encoding", f"query parameter {field!r} has an invalid percent-escape", field
+        )
+    if code == "invalid_utf8":
+        return IngestError(
+            "invalid_encoding",
+            f"query parameter {field!r} is not valid UTF-8 after decoding",
+            field,
+        )
+    assert limits is not None, code
+    if code == "url_too_long":
+        return IngestError(
             "url_too_long", f"the request URL is longer than {limits.max_url_bytes} bytes", "url"
         )
-    if count > limits.max_params:
-        raise IngestError(
+    if code == "too_many_params":
+        return IngestError(
             "too_many_params",
-            f"the request has {count} query parameters; at most {limits.max_params} are allowed",
+            f"the request has {error.count} query parameters;"
+            f" at most {limits.max_params} are allowed",
             "query",
         )
-
-    max_value_len = limits.max_param_value_len
-    decoded: dict[str, list[str]] = {}
-    for raw_name, raw_values in raw.items():
-        name = decode_component(raw_name, raw_name)
-        if not name:
-            continue
-        if len(name) > limits.max_param_key_len:
-            raise IngestError(
-                "param_too_long",
-                f"a query parameter name is longer than {limits.max_param_key_len} characters",
-                name[:_FIELD_ECHO],
-            )
-        bucket = decoded.get(name)
-        if bucket is None:
-            bucket = decoded[name] = []
-        for raw_value in raw_values:
-            # The test repeats decode_component's first line: a call per plain value costs more.
-            if "%" in raw_value or "+" in raw_value:
-                value = decode_component(raw_value, name)
-            else:
-                value = raw_value
-            if len(value) > max_value_len:
-                raise IngestError(
-                    "param_too_long",
-                    f"query parameter {name[:_FIELD_ECHO]!r} is longer than {max_value_len} characters",
-                    name[:_FIELD_ECHO],
-                )
-            bucket.append(value)
-    return Query(decoded)
+    if code == "name_too_long":
+        return IngestError(
+            "param_too_long",
+            f"a query parameter name is longer than {limits.max_param_key_len} characters",
+            field,
+        )
+    return IngestError(
+        "param_too_long",
+        f"query parameter {field!r} is longer than {limits.max_param_value_len} characters",
+        field,
+    )
 
 
 def check_headers(headers: list[tuple[str, str]], max_header_bytes: int) -> None:

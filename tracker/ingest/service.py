@@ -120,7 +120,7 @@ class IngestService:
     # Click endpoints.
 
     async def click(self, request: Request) -> Response:
-        query = self._query(request)
+        query = self._query(request, "/t")
         click = resolve_click(query, self.settings, self.cache, int(time.time()))
         event_id = await self._emit("click", click.key_prefix, click.params, request, "/t")
         return _redirect(redirect_location(click.destination, event_id))
@@ -137,7 +137,7 @@ class IngestService:
                 "tracking_url_disabled", f"tracking URL {tu_id[:60]!r} is disabled", "tu_id"
             )
         require_tenant(self.cache, link.key_prefix)
-        query = self._query(request)
+        query = self._query(request, "/t/" + tu_id)
         try:
             destination = parse_destination_cached(link.destination)
         except InvalidDestination as error:
@@ -321,19 +321,30 @@ class IngestService:
         endpoint: str | None = None,
     ) -> str:
         """Build one event, wait until it is durable, and return its id."""
-        headers = request.headers
-        overrides = overrides or {}
+        header = request.headers.get
+        limit = self.max_field_len
+        # Header values longer than an event field are cut to fit. Values sent in an
+        # /ingest body are not cut, so build_event rejects them when too long.
+        user_agent = (header("user-agent") or "")[:limit]
+        referer = (header("referer") or "")[:limit]
+        accept_language = (header("accept-language") or "")[:limit]
+        if overrides:
+            user_agent = overrides.get("user_agent") or user_agent
+            referer = overrides.get("referer") or referer
+            accept_language = overrides.get("accept_language") or accept_language
+            ip = overrides.get("ip") or self._client_ip(request)
+        else:
+            ip = self._client_ip(request)
         try:
             event_id, event_json = build_event(
                 event_type,
                 params,
-                ip=overrides.get("ip") or self._client_ip(request),
-                user_agent=overrides.get("user_agent") or self._header(headers, "user-agent"),
-                referer=overrides.get("referer") or self._header(headers, "referer"),
-                accept_language=overrides.get("accept_language")
-                or self._header(headers, "accept-language"),
-                request_path=path[: self.max_field_len],
-                request_host=self._header(headers, "host"),
+                ip=ip,
+                user_agent=user_agent,
+                referer=referer,
+                accept_language=accept_language,
+                request_path=path[:limit],
+                request_host=(header("host") or "")[:limit],
                 limits=self.event_limits,
                 event_id=event_id,
             )
@@ -341,7 +352,11 @@ class IngestService:
             raise IngestError("invalid_event", str(error), error.field or None) from None
 
         partition = partition_for(key_prefix, self.partitions)
-        await self._submit(self.producer.send_event(partition, event_json))
+        # The same as `await self._submit(...)`, one coroutine frame shorter on the hot path.
+        try:
+            await self.producer.send_event(partition, event_json)
+        except BrokerError as error:
+            raise _unavailable(error) from None
         self.metrics.count_accepted(endpoint or path)
         return event_id
 
@@ -349,21 +364,16 @@ class IngestService:
         """Await a producer send, turning a full queue or a broker failure into a 503."""
         try:
             await sending
-        except QueueFull:
-            raise IngestError(
-                "queue_full", "the server is at capacity; retry after a second", None
-            ) from None
-        except BrokerError:
-            raise IngestError(
-                "broker_unavailable", "events cannot be stored right now; retry later", None
-            ) from None
+        except BrokerError as error:
+            raise _unavailable(error) from None
 
-    def _query(self, request: Request) -> Query:
-        return read_query(request.query_params.to_dict(), request.url.path, self.limits)
+    def _query(self, request: Request, path: str) -> Query:
+        # The route's path replaces request.url.path, which Robyn builds anew on each read.
+        return read_query(request.query_params.to_dict(), path, self.limits)
 
     def _tenant_query(self, request: Request, path: str) -> tuple[str, list[tuple[str, str]]]:
         """Read /p and /i: a known active tenant, and a signature checked only when present."""
-        query = self._query(request)
+        query = self._query(request, path)
         key_prefix = query.required("key_prefix")
         tenant = require_tenant(self.cache, key_prefix)
         sig = query.single("sig")
@@ -457,6 +467,13 @@ class IngestService:
     def _header(self, headers: Any, name: str) -> str:
         value = headers.get(name)
         return value[: self.max_field_len] if value else ""
+
+
+def _unavailable(error: BrokerError) -> IngestError:
+    """Return the 503 for a producer send that failed: a full queue or a broker failure."""
+    if isinstance(error, QueueFull):
+        return IngestError("queue_full", "the server is at capacity; retry after a second", None)
+    return IngestError("broker_unavailable", "events cannot be stored right now; retry later", None)
 
 
 def _redirect(location: str) -> Response:
