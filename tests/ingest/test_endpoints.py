@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.ingest.conftest import launch, stop_server
 from tracker._core import sign_click
-from tracker.ingest.service import TRANSPARENT_GIF
+from tracker.ingest.service import PARSE_IN_POOL_BYTES, TRANSPARENT_GIF
 from tracker.registry.api_keys import create_api_key, revoke_api_key
 
 BEACON_JS = Path(__file__).resolve().parents[2] / "beacon" / "t.js"
@@ -209,6 +211,67 @@ def test_batch_over_max_size_is_413(ingest):
     reply = ingest.post("/batch", orjson.dumps(events))
     assert reply.status == 413
     assert reply.json()["error"]["code"] == "batch_too_large"
+
+
+def large_batch(label: str, count: int) -> bytes:
+    """Return a /batch body well over the size from which a pool thread parses it."""
+    events = [
+        {"event_type": "bulk", "params": {"key_prefix": "acme", "run": label, "n": str(n)}}
+        for n in range(count)
+    ]
+    body = orjson.dumps(events)
+    assert len(body) >= PARSE_IN_POOL_BYTES
+    return body
+
+
+def stored_numbers(ingest, label: str) -> list[str]:
+    return sorted(
+        event["params"]["n"]
+        for event in ingest.events().values()
+        if event["params"].get("run") == label
+    )
+
+
+def test_large_batch_parsed_in_pool(ingest):
+    reply = ingest.post("/batch", large_batch("pool", 3_000))
+
+    assert reply.status == 200
+    assert reply.json() == {"accepted": 3_000, "rejected": []}
+    assert stored_numbers(ingest, "pool") == sorted(str(n) for n in range(3_000))
+
+
+def test_large_malformed_batch_is_400(ingest):
+    body = large_batch("broken", 2_000)[:-1]
+    reply = ingest.post("/batch", body)
+    assert reply.status == 400
+    assert reply.json()["error"]["code"] == "invalid_batch"
+
+
+def test_concurrent_large_batches_lose_nothing(ingest):
+    labels = [f"parallel-{index}" for index in range(12)]
+
+    def send(label: str) -> int:
+        return ingest.post("/batch", large_batch(label, 1_500)).status
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(send, labels))
+
+    assert statuses == [200] * len(labels)
+    for label in labels:
+        assert len(stored_numbers(ingest, label)) == 1_500
+
+
+def test_large_batch_parsed_on_loop_thread(tmp_path):
+    """BATCH_PARSE_THREADS=0 parses every body on the event loop thread."""
+    server = launch(tmp_path / "data", BATCH_PARSE_THREADS="0")
+    try:
+        reply = server.post("/batch", large_batch("inline", 2_000))
+        assert reply.status == 200
+        assert reply.json()["accepted"] == 2_000
+        assert len(stored_numbers(server, "inline")) == 2_000
+    finally:
+        stop_server(server.process)
+        server.registry.close()
 
 
 def test_ingest_with_write_key(ingest):

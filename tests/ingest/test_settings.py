@@ -49,6 +49,9 @@ def test_secrets_not_in_repr():
         ("REGISTRY_REFRESH_SECONDS", "nan"),
         ("LOG_FORMAT", "xml"),
         ("TRUSTED_PROXIES", "not-a-net"),
+        ("BATCH_PARSE_THREADS", "-1"),
+        ("BATCH_PARSE_THREADS", "many"),
+        ("BATCH_PARSE_THREADS", "65"),
     ],
 )
 def test_bad_values_name_the_variable(variable, value):

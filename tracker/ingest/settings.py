@@ -30,6 +30,7 @@ class IngestSettings:
     hmac_secret: bytes | None = field(default=None, repr=False)
     encryption_keys: dict[int, bytes] = field(default_factory=dict, repr=False)
     max_batch_size: int = 10_000
+    batch_parse_threads: int = 2
     max_body_bytes: int = 16 * 1024 * 1024
     max_beacon_bytes: int = 16 * 1024
     max_url_bytes: int = 8192
@@ -64,6 +65,7 @@ class IngestSettings:
             hmac_secret=hmac_secret.encode("utf-8") if hmac_secret is not None else None,
             encryption_keys=encryption_keys,
             max_batch_size=env.int("MAX_BATCH_SIZE", 10_000, minimum=1, maximum=1_000_000),
+            batch_parse_threads=env.int("BATCH_PARSE_THREADS", 2, minimum=0, maximum=64),
             max_body_bytes=max_body_bytes,
             max_beacon_bytes=env.int(
                 "MAX_BEACON_BYTES", 16 * 1024, minimum=256, maximum=max_body_bytes
