@@ -20,7 +20,7 @@ import pytest
 
 from tests.broker.iggy_server import IggyServer, live_server_or_skip
 from tests.consumers.conftest import CHROME_LINUX, start_consumer
-from tests.ingest.conftest import IngestServer, launch, stop_server
+from tests.ingest.conftest import IngestServer, fire_postbacks, launch, stop_server
 from tests.platform_up import wait_until
 from tracker._core import decode_record_batch
 from tracker.broker.base import TOPIC_EVENTS, TOPIC_EVENTS_CLEAN
@@ -196,25 +196,6 @@ async def read_event_ids(server: IggyServer, stream: str) -> list[str]:
     return event_ids
 
 
-def fire_page_views(
-    ingest: IngestServer, stop: threading.Event, accepted: list[str], failures: list[str]
-) -> None:
-    """Send page views until `stop` is set, recording the event_id of every 2xx response."""
-    number = 0
-    while not stop.is_set():
-        tenant = TENANTS[number % len(TENANTS)]
-        number += 1
-        try:
-            reply = ingest.get(f"/p?key_prefix={tenant}&n={number}", timeout=10)
-        except OSError as error:
-            failures.append(type(error).__name__)
-            continue
-        if 200 <= reply.status < 300:
-            accepted.append(reply.json()["event_id"])
-        else:
-            failures.append(f"{reply.status} {reply.body[:200]!r}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_iggy_stop_under_load_loses_nothing(tmp_path: Path, stop_signal: signal.Signals) -> None:
@@ -233,7 +214,7 @@ def test_iggy_stop_under_load_loses_nothing(tmp_path: Path, stop_signal: signal.
         # after 20 s, so the eight senders run for at most 60 s.
         with ThreadPoolExecutor(max_workers=8) as pool:
             for _ in range(8):
-                pool.submit(fire_page_views, ingest, stop, accepted, failures)
+                pool.submit(fire_postbacks, ingest, stop, accepted, failures, TENANTS, 10.0)
             try:
                 wait_until(lambda: accepted_reach(300), 20, "300 events accepted with Iggy up")
                 iggy.stop(stop_signal)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -237,6 +238,30 @@ def launch(data_dir: Path, *, host: str = "127.0.0.1", **overrides: str) -> Inge
         secrets=server_secrets,
         aes_keys=aes_keys,
     )
+
+
+def fire_postbacks(
+    server: IngestServer,
+    stop: threading.Event,
+    accepted: list[str],
+    failures: list[str],
+    tenants: tuple[str, ...] = ("acme",),
+    timeout: float = 5.0,
+) -> None:
+    """Send /p for `tenants` in turn until `stop` is set, recording the event id of every 2xx."""
+    number = 0
+    while not stop.is_set():
+        tenant = tenants[number % len(tenants)]
+        number += 1
+        try:
+            reply = server.get(f"/p?key_prefix={tenant}&n={number}", timeout=timeout)
+        except OSError as error:
+            failures.append(type(error).__name__)
+            continue
+        if 200 <= reply.status < 300:
+            accepted.append(reply.json()["event_id"])
+        else:
+            failures.append(f"{reply.status} {reply.body[:200]!r}")
 
 
 @pytest.fixture(scope="session")

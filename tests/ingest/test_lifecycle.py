@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import free_port
 from tests.ingest.conftest import (
     SERVE_COMMAND,
+    fire_postbacks,
     launch,
     read_local_log,
     server_env,
@@ -67,20 +68,6 @@ def test_bad_setting_exits_2_naming_variable(data_dir: Path, variable, value):
     assert result.returncode == 2
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def fire_postbacks(server, stop: threading.Event, accepted: list[str], failures: list[str]) -> None:
-    """Send /p until `stop` is set, recording the event id of every 2xx response."""
-    while not stop.is_set():
-        try:
-            reply = server.get("/p?key_prefix=acme&load=1", timeout=5)
-        except OSError as error:
-            failures.append(type(error).__name__)
-            continue
-        if 200 <= reply.status < 300:
-            accepted.append(reply.json()["event_id"])
-        else:
-            failures.append(str(reply.status))
 
 
 def test_sigterm_drains_and_exits_0(tmp_path: Path):

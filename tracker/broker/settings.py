@@ -42,7 +42,9 @@ class BrokerSettings:
 
     # Producer.
     reconnect_seconds: float = 30.0
-    queue_events: int = 100_000
+    # Room for 200 connections each waiting on a 1,000-event /batch body, twice over. Queued
+    # batches are compressed (16 bytes per event in the load benchmark), so they take little room.
+    queue_events: int = 500_000
     queue_bytes: int = 256 * 1024 * 1024
     linger_ms: float = 2.0
     batch_events: int = 1000
@@ -88,7 +90,7 @@ class BrokerSettings:
             iggy_stream=env.str("IGGY_STREAM", "tracker") or "tracker",
             iggy_timeout_seconds=env.float("IGGY_TIMEOUT_SECONDS", 5.0, minimum=0.1),
             reconnect_seconds=env.float("BROKER_RECONNECT_SECONDS", 30.0, minimum=0.01),
-            queue_events=env.int("PRODUCER_QUEUE_EVENTS", 100_000, minimum=1),
+            queue_events=env.int("PRODUCER_QUEUE_EVENTS", 500_000, minimum=1),
             queue_bytes=env.int("PRODUCER_QUEUE_BYTES", 256 * 1024 * 1024, minimum=1024),
             linger_ms=env.float("PRODUCER_LINGER_MS", 2.0, minimum=0.0),
             batch_events=env.int("PRODUCER_BATCH_EVENTS", 1000, minimum=1, maximum=100_000),
