@@ -77,8 +77,17 @@ pub fn decode_component(text: &str) -> Result<Cow<'_, str>, ComponentError> {
 /// Decodes a Python string, returning the same object when nothing needs decoding.
 fn decode_py<'py>(text: &Bound<'py, PyString>) -> Result<Bound<'py, PyString>, ComponentError> {
     // Robyn builds its strings from Rust strings, so a lone surrogate never comes from a
-    // request. Text with one has no UTF-8 form, which makes it undecodable here.
-    let utf8 = text.to_str().map_err(|_| ComponentError::InvalidUtf8)?;
+    // request. Text with one has no UTF-8 form, which makes it undecodable here, but an
+    // invalid escape in it is still reported first.
+    let utf8 = match text.to_str() {
+        Ok(utf8) => utf8,
+        Err(_) => {
+            return Err(match decode_component(&text.to_string_lossy()) {
+                Err(ComponentError::InvalidEscape) => ComponentError::InvalidEscape,
+                _ => ComponentError::InvalidUtf8,
+            })
+        }
+    };
     Ok(match decode_component(utf8)? {
         Cow::Borrowed(_) => text.clone(),
         Cow::Owned(decoded) => PyString::new(text.py(), &decoded),

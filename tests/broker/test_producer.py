@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -444,3 +445,34 @@ def test_round_fails_when_io_loop_stopped(settings: BrokerSettings) -> None:
     with pytest.raises(BrokerError, match="publishing failed"):
         future.result(10)
     producer.close()
+
+
+class SlowBroker(LocalBroker):
+    """A local log whose publish takes `delay` seconds, so a round outlasts a short close."""
+
+    def __init__(self, settings: BrokerSettings, delay: float) -> None:
+        super().__init__(settings)
+        self.delay = delay
+
+    async def publish(self, topic: str, partition: int, payloads: Sequence[bytes]) -> None:
+        await asyncio.sleep(self.delay)
+        await super().publish(topic, partition, payloads)
+
+
+def test_close_timeout_lets_running_round_finish(settings: BrokerSettings) -> None:
+    """A close that times out mid-round neither cancels the round nor closes the broker under it."""
+    producer = Producer(SlowBroker(settings, delay=1.5), settings)
+    producer.start()
+    futures = [
+        producer.submit_event(index % PARTITIONS, event(f"slow-{index}")) for index in range(8)
+    ]
+    time.sleep(0.2)  # the round is publishing now
+
+    assert producer.close(timeout=0.2) is False
+
+    for future in futures:
+        assert future.result(10) is None
+    assert producer.state().queue_events == 0
+    stored = sum(len(read_events(settings, partition)) for partition in range(PARTITIONS))
+    assert stored == 8
+    assert producer.close(timeout=10) is True

@@ -229,3 +229,14 @@ def test_query_component_rejected(case: dict) -> None:
         _core.decode_query_component(case["raw"], "f")
     assert caught.value.code == case["error"]
     assert caught.value.field == "f"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("\ud800", "invalid_utf8"), ("%41\ud800", "invalid_utf8"), ("%zz\ud800", "invalid_escape")],
+)
+def test_query_component_lone_surrogate(text: str, code: str) -> None:
+    """Text with a lone surrogate has no UTF-8 form, and an invalid escape in it is reported first."""
+    with pytest.raises(tracker.errors.QueryStringError) as caught:
+        _core.decode_query_component(text, "f")
+    assert caught.value.code == code

@@ -171,6 +171,14 @@ class Producer:
         drained = self.flush(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # A round is still publishing. Stopping the io loop now would cancel it or
+                # close the broker under it, so both keep running until the round ends.
+                logger.warning(
+                    "Producer close timed out with a round still publishing.",
+                    extra={"queue_events": self._queued_events, "timeout_seconds": timeout},
+                )
+                return drained
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and self._io_thread is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already stopped
@@ -429,8 +437,20 @@ class Producer:
             self._failed_events += events
             self._settle(entries, failure)
             return
-        # _publish_round settles every entry itself and raises nothing it does not settle.
-        running.result()
+        try:
+            running.result()
+        except Exception as error:
+            # _publish_round settles entries only after its last await, so a round that raised
+            # here (cancelled with its loop) has settled nothing yet.
+            events = sum(entry.events for entry in entries)
+            logger.error(
+                "Publishing a round failed on the producer's event loop.",
+                extra={"events": events, "error": repr(error)},
+            )
+            failure = BrokerError(f"publishing failed: {error!r}")
+            failure.__cause__ = error
+            self._failed_events += events
+            self._settle(entries, failure)
 
     async def _publish_round(self, entries: list[Entry]) -> None:
         """Publish every entry, one broker call per partition, then settle their tickets."""
