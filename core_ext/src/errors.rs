@@ -10,7 +10,7 @@
 //!     +-- EventError        (`field` names the offending field)
 //!     +-- BatchError        (`field` names the offending field)
 //!     +-- RecordBatchError
-//!     +-- QueryStringError  (`code`, `field` and `count` say what is wrong)
+//!     +-- QueryStringError  (`code` names the problem, `field` and `count` its place)
 //! ```
 
 use std::fmt;

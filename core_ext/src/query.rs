@@ -1,7 +1,7 @@
 //! Query strings as Robyn 0.88 hands them over: still percent-encoded, one list of
-//! values per name. `decode_query` checks the request limits and decodes every name
-//! and value exactly once. `+` is a space (HTML form encoding), `%XX` is a byte, and
-//! the bytes must be UTF-8.
+//! values per name. `decode_query` checks the request limits and decodes each name and
+//! value it is given, and the ingest service calls it once per request. `+` is a space (HTML
+//! form encoding), `%XX` is a byte, and the bytes must be UTF-8.
 
 use std::borrow::Cow;
 
@@ -95,7 +95,7 @@ fn decode_py<'py>(text: &Bound<'py, PyString>) -> Result<Bound<'py, PyString>, C
 }
 
 fn query_error(py: Python<'_>, code: &str, field: &Bound<'_, PyAny>, count: usize) -> PyErr {
-    let error = PyErr::new::<QueryStringError, _>(format!("query rejected: {code}"));
+    let error = PyErr::new::<QueryStringError, _>(format!("query string rejected: {code}"));
     let value = error.value(py);
     let attributes = value
         .setattr("code", code)

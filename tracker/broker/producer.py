@@ -427,30 +427,26 @@ class Producer:
             running = asyncio.run_coroutine_threadsafe(publishing, self._loop)
         except Exception as error:  # the loop stopped, so nothing in this round became durable
             publishing.close()
-            events = sum(entry.events for entry in entries)
-            logger.error(
-                "Publishing a round failed before it reached the broker.",
-                extra={"events": events, "error": repr(error)},
-            )
-            failure = BrokerError(f"publishing failed: {error!r}")
-            failure.__cause__ = error
-            self._failed_events += events
-            self._settle(entries, failure)
+            self._fail_round(entries, error)
             return
         try:
             running.result()
         except Exception as error:
             # _publish_round settles entries only after its last await, so a round that raised
             # here (cancelled with its loop) has settled nothing yet.
-            events = sum(entry.events for entry in entries)
-            logger.error(
-                "Publishing a round failed on the producer's event loop.",
-                extra={"events": events, "error": repr(error)},
-            )
-            failure = BrokerError(f"publishing failed: {error!r}")
-            failure.__cause__ = error
-            self._failed_events += events
-            self._settle(entries, failure)
+            self._fail_round(entries, error)
+
+    def _fail_round(self, entries: list[Entry], error: Exception) -> None:
+        """Log and settle a round that never reached the broker with a BrokerError."""
+        events = sum(entry.events for entry in entries)
+        logger.error(
+            "Publishing a round failed on the producer's event loop.",
+            extra={"events": events, "error": repr(error)},
+        )
+        failure = BrokerError(f"publishing failed: {error!r}")
+        failure.__cause__ = error
+        self._failed_events += events
+        self._settle(entries, failure)
 
     async def _publish_round(self, entries: list[Entry]) -> None:
         """Publish every entry, one broker call per partition, then settle their tickets."""

@@ -180,7 +180,7 @@ class IngestService:
     async def batch(self, request: Request) -> Response:
         # Parsing in a separate call leaves no reference to the body in this frame,
         # so the body is freed while the handler waits for the events to be durable.
-        parse = self._batch_parse_call(request)
+        parse = self._prepare_batch_parse(request)
         if self._parse_pool is not None and parse.size >= PARSE_IN_POOL_BYTES:
             loop = asyncio.get_running_loop()
             parsed = await loop.run_in_executor(self._parse_pool, parse.run)
@@ -201,7 +201,7 @@ class IngestService:
             orjson.dumps({"accepted": parsed.accepted, "rejected": rejected}),
         )
 
-    def _batch_parse_call(self, request: Request) -> _BatchParse:
+    def _prepare_batch_parse(self, request: Request) -> _BatchParse:
         """Check and take the body, and gather what parsing it needs from the request."""
         body = self._take_body(
             request, self.settings.max_body_bytes, ("application/json",), text_ok=True
@@ -504,6 +504,7 @@ class _BatchParse:
         self.fields = fields
 
     def run(self) -> ParsedBatch:
+        """Parse the body and drop it; raise IngestError when it is unusable as a whole."""
         body, self.body = self.body, None
         assert body is not None, "a batch body is parsed once"
         try:
