@@ -46,7 +46,8 @@ def test_every_route_calls_its_guard_directly():
     assert len(catch_alls) == 2 * len(METHODS)
     for route in routes:
         function = route.function
-        assert getattr(function.handler, "_ingest_guard", False) is True, route.route
+        guard = function.handler.__wrapped__
+        assert getattr(guard, "_ingest_guard", False) is True, route.route
         assert function.is_async
         assert function.number_of_params == 1
         assert dict(function.kwargs) == {}

@@ -18,6 +18,7 @@ from robyn.robyn import FunctionInfo
 from tracker.ingest.errors import IngestError, error_response
 from tracker.ingest.requests import check_headers
 from tracker.ingest.service import IngestService
+from tracker.ingest.threadstate import keeping_thread_state
 from tracker.unmatched import add_unmatched_routes
 
 __all__ = ["build_app"]
@@ -105,6 +106,9 @@ def _call_guards_directly(app: Robyn) -> None:
     This reaches into Robyn's router (`Robyn.router.routes`, a list of named
     tuples), so pyproject.toml pins Robyn to one version. When that shape is
     missing, the routes keep Robyn's wrapper and still work.
+
+    Robyn calls the handler on its worker thread, so the replacement also keeps
+    that thread's Python thread state between requests (tracker.ingest.threadstate).
     """
     routes = getattr(getattr(app, "router", None), "routes", None)
     if not isinstance(routes, list):
@@ -115,7 +119,8 @@ def _call_guards_directly(app: Robyn) -> None:
         guard = getattr(function.handler, "__wrapped__", None)
         if not function.is_async or getattr(guard, "_ingest_guard", False) is not True:
             continue
-        routes[index] = route._replace(function=FunctionInfo(guard, True, 1, {}, {}))
+        handler = keeping_thread_state(guard)
+        routes[index] = route._replace(function=FunctionInfo(handler, True, 1, {}, {}))
 
 
 def _guard(service: IngestService, endpoint: str, handler: Handler) -> Handler:
