@@ -9,13 +9,18 @@ stack yet, so the first Python frame maps a 16 KiB chunk for it with mmap(2),
 and deleting the thread state unmaps the chunk. Under wrk load, `perf stat`
 counted one mmap and one munmap per request on the worker thread, with an empty
 Robyn handler and with ours alike, and each munmap makes the kernel interrupt
-the other CPUs to flush their TLBs.
+the other CPUs running threads of the process to flush their TLBs.
 
 One more `PyGILState_Ensure` on such a thread, never released, keeps its
-thread state, so later entries reuse it and its frame stack. In a side-by-side
-load run of one process (bench/README.md), this took GET /p from 0.63x to 1.18x
-of the empty Robyn handler's requests per second, and signed GET /t from 0.69x
-to 1.06x.
+thread state, so later entries reuse it and its frame stack. With it, one
+ingest process served GET /p at 1.25x of the empty Robyn handler's requests
+per second (`bench/results/load-2026-12-05T0806.md`), against 0.79x to 0.88x
+in the three load runs before it.
+
+A kept thread state also keeps its contextvars context from one request to
+the next. Only the call that creates a guard's coroutine runs on the worker
+thread, and it sets no context variable. The coroutine itself runs on the event
+loop, in the fresh context Robyn gives each request.
 """
 
 from __future__ import annotations
