@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from tests.ingest.conftest import (
     launch,
     read_local_log,
     server_env,
+    start_server,
     stop_server,
 )
 
@@ -88,6 +90,66 @@ def test_sigterm_drains_and_exits_0(tmp_path: Path):
     assert len(accepted) > 50
     assert [event_id for event_id in accepted if event_id not in stored] == []
     server.registry.close()
+
+
+def _send_malformed_chunked_body(server) -> None:
+    """Send a POST whose chunk size is not hex; Robyn 0.88 aborts its process on it."""
+    with socket.create_connection((server.host, server.port), timeout=5) as connection:
+        connection.sendall(
+            b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"
+        )
+        # The process dies with the connection open, which may reset it.
+        with contextlib.suppress(OSError):
+            connection.recv(1024)
+
+
+def test_crash_after_start_restarts_process(tmp_path: Path):
+    server = launch(tmp_path / "data")
+    children_before = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+    ).stdout.split()
+
+    _send_malformed_chunked_body(server)
+    deadline = time.monotonic() + 20
+    reply = None
+    while time.monotonic() < deadline and server.process.poll() is None:
+        try:
+            reply = server.get("/p?key_prefix=acme&after=crash", timeout=2)
+            if reply.status == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    children_after = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    exit_code = stop_server(server.process)
+
+    log = (server.data_dir / "serve.log").read_text()
+    assert reply is not None
+    assert reply.status == 200
+    assert children_before != children_after
+    assert "restarting it" in log
+    assert "failed to start" not in log
+    assert exit_code == 0
+    assert reply.json()["event_id"] in read_local_log(server.data_dir)
+    server.registry.close()
+
+
+def test_stop_before_ready_exits_0(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    log_path = data_dir / "serve.log"
+    process = start_server(server_env(data_dir, free_port()), log_path)
+    deadline = time.monotonic() + 20
+    while "Ingest service started." not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The launcher has spawned its server process, which is still importing.
+    assert "Ingest server starting." not in log_path.read_text()
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=30) == 0
 
 
 @pytest.mark.slow

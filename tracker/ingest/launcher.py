@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import logging
 import os
 import shutil
@@ -31,8 +32,8 @@ __all__ = ["PortInUse", "RegistryUnavailable", "check_port_free", "prepare_regis
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-# A child that exits this soon after start failed to start; the launcher gives up.
-STARTUP_GRACE_SECONDS = 3.0
+# The server process creates the file this variable names once it serves requests.
+READY_FILE_ENV = "TRACKER_INGEST_READY_FILE"
 RESTART_DELAY_SECONDS = 1.0
 # Extra time after INGEST_DRAIN_SECONDS before a child that has not exited is killed.
 STOP_MARGIN_SECONDS = 35.0
@@ -103,10 +104,10 @@ def serve(settings: IngestSettings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+    children: dict[int, _Child] = {}
     try:
         for slot in range(settings.processes):
-            children[slot] = (_spawn(env), time.monotonic())
+            children[slot] = _Child.spawn(env, metrics_dir)
         logger.info(
             "Ingest service started.",
             extra={"host": settings.host, "port": settings.port, "processes": settings.processes},
@@ -114,59 +115,80 @@ def serve(settings: IngestSettings) -> int:
 
         while not stopping:
             time.sleep(0.1)
-            for slot, (child, started_at) in list(children.items()):
-                code = child.poll()
+            for slot, child in list(children.items()):
+                code = child.process.poll()
                 if code is None or stopping:
                     continue
-                _forget_metrics(child.pid, metrics_dir)
-                if time.monotonic() - started_at < STARTUP_GRACE_SECONDS:
+                _forget_metrics(child.process.pid, metrics_dir)
+                if not child.ready():
                     logger.error(
                         "Ingest server process failed to start.",
-                        extra={"pid": child.pid, "exit_code": code},
+                        extra={"pid": child.process.pid, "exit_code": code},
                     )
                     stopping = True
                     _stop_children(children, settings)
                     return 1
+                # A process that served requests and then died (Robyn aborts on some
+                # malformed requests) is replaced, so one request cannot end the service.
                 logger.error(
                     "Ingest server process exited; restarting it.",
-                    extra={"pid": child.pid, "exit_code": code},
+                    extra={"pid": child.process.pid, "exit_code": code},
                 )
                 time.sleep(RESTART_DELAY_SECONDS)
-                children[slot] = (_spawn(env), time.monotonic())
+                children[slot] = _Child.spawn(env, metrics_dir)
 
         return _stop_children(children, settings)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tracker.ingest.server"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
+class _Child:
+    """One server process and the file it creates once it serves requests."""
+
+    __slots__ = ("process", "ready_file")
+
+    _numbers = itertools.count()
+
+    def __init__(self, process: subprocess.Popen[bytes], ready_file: Path) -> None:
+        self.process = process
+        self.ready_file = ready_file
+
+    @classmethod
+    def spawn(cls, env: dict[str, str], directory: Path) -> _Child:
+        ready_file = directory / f"ready-{next(cls._numbers)}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tracker.ingest.server"],
+            env=dict(env, **{READY_FILE_ENV: str(ready_file)}),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        return cls(process, ready_file)
+
+    def ready(self) -> bool:
+        return self.ready_file.exists()
 
 
-def _stop_children(
-    children: dict[int, tuple[subprocess.Popen[bytes], float]], settings: IngestSettings
-) -> int:
+def _stop_children(children: dict[int, _Child], settings: IngestSettings) -> int:
     """Send SIGTERM to every child, wait for their drains, kill stragglers; return the exit code."""
-    for child, _ in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + settings.drain_seconds + STOP_MARGIN_SECONDS
     exit_code = 0
-    for child, _ in children.values():
+    for child in children.values():
+        process = child.process
         try:
-            code = child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            code = process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             logger.error(
-                "Ingest server process did not drain in time; killing it.", extra={"pid": child.pid}
+                "Ingest server process did not drain in time; killing it.",
+                extra={"pid": process.pid},
             )
-            child.kill()
-            code = child.wait()
-        if code != 0:
+            process.kill()
+            code = process.wait()
+        # A process stopped before it served anything had nothing to drain.
+        stopped_before_ready = code in (-signal.SIGTERM, -signal.SIGINT) and not child.ready()
+        if code != 0 and not stopped_before_ready:
             exit_code = 1
     logger.info("Ingest service stopped.", extra={"exit_code": exit_code})
     return exit_code

@@ -16,8 +16,10 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from tracker.errors import ConfigError, TrackerError
+from tracker.ingest.launcher import READY_FILE_ENV
 from tracker.ingest.logs import configure_logging
 from tracker.ingest.settings import IngestSettings
 
@@ -76,6 +78,7 @@ def run(settings: IngestSettings) -> None:
     async def install_signal_handlers() -> None:
         signal.signal(signal.SIGTERM, begin_shutdown)
         signal.signal(signal.SIGINT, begin_shutdown)
+        _report_ready()
 
     app.startup_handler(install_signal_handlers)
     threading.Thread(target=_update_gauges, args=(service,), name="gauges", daemon=True).start()
@@ -113,6 +116,20 @@ def _drain(service, producer, cache, settings: IngestSettings) -> None:
     logging.shutdown()
     # Robyn offers no call that stops its server from Python, so the process ends here.
     os._exit(0 if drained else 1)
+
+
+def _report_ready() -> None:
+    """Create the launcher's ready file, if it named one, now that requests are served."""
+    path = os.environ.get(READY_FILE_ENV)
+    if not path:
+        return
+    try:
+        Path(path).touch()
+    except OSError as error:
+        logger.warning(
+            "Creating the ready file failed; a later exit of this process stops the service.",
+            extra={"path": path, "error": str(error)},
+        )
 
 
 def _update_gauges(service) -> None:
