@@ -93,7 +93,7 @@ def test_sigterm_drains_and_exits_0(tmp_path: Path):
 
 
 def _send_malformed_chunked_body(server) -> None:
-    """Send a POST whose chunk size is not hex; Robyn 0.88 aborts its process on it."""
+    """Send a POST whose chunk size is not hex, which makes Robyn 0.88 abort its process."""
     with socket.create_connection((server.host, server.port), timeout=5) as connection:
         connection.sendall(
             b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -104,7 +104,7 @@ def _send_malformed_chunked_body(server) -> None:
             connection.recv(1024)
 
 
-def test_crash_after_start_restarts_process(tmp_path: Path):
+def test_crashed_process_is_restarted(tmp_path: Path):
     server = launch(tmp_path / "data")
     children_before = subprocess.run(
         ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True

@@ -1,4 +1,4 @@
-"""Robyn's worker threads keep one Python thread state between requests once kept."""
+"""Keeping the Python thread state of Robyn's worker threads between requests."""
 
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ def _probe_answers(mode: str, requests: int) -> list[str]:
                 connection.close()
         return answers
     finally:
-        # Robyn 0.88 does not always stop on SIGTERM; the probe has nothing to drain.
+        # Robyn 0.88 does not always stop on SIGTERM, and the probe has nothing to drain.
         process.kill()
         process.wait(10)
 
 
-def test_worker_thread_state_survives_between_requests():
+def test_kept_state_survives_requests():
     answers = _probe_answers("keep", 6)
 
     threads = {answer.split()[0] for answer in answers}
@@ -56,13 +56,13 @@ def test_worker_thread_state_survives_between_requests():
 
 
 def test_state_lost_without_keeping():
-    # Shows that the probe distinguishes the two cases: Robyn's own entry drops the state each time.
+    # The probe distinguishes the two cases, because Robyn's own entry drops the state each time.
     answers = _probe_answers("plain", 4)
 
     assert [answer.split()[1] for answer in answers] == ["new"] * 4
 
 
-def test_keep_thread_state_is_idempotent_on_python_threads():
+def test_keep_twice_is_harmless():
     results: list[bool] = []
 
     def run() -> None:
@@ -75,7 +75,7 @@ def test_keep_thread_state_is_idempotent_on_python_threads():
     assert results == [True, True]
 
 
-def test_keeping_wrapper_passes_argument_and_result_through():
+def test_wrapper_passes_values_through():
     def double(value: int) -> int:
         return value * 2
 

@@ -75,12 +75,12 @@ def run(settings: IngestSettings) -> None:
 
     # Robyn runs an async start-up hook on the main thread's event loop, so it may install
     # signal handlers. A plain function hook would run on a worker thread and fail.
-    async def install_signal_handlers() -> None:
+    async def start_serving() -> None:
         signal.signal(signal.SIGTERM, begin_shutdown)
         signal.signal(signal.SIGINT, begin_shutdown)
         _report_ready()
 
-    app.startup_handler(install_signal_handlers)
+    app.startup_handler(start_serving)
     threading.Thread(target=_update_gauges, args=(service,), name="gauges", daemon=True).start()
     logger.info(
         "Ingest server starting.",

@@ -8,8 +8,8 @@ handler's coroutine, one reads its response). A new thread state has no frame
 stack yet, so the first Python frame maps a 16 KiB chunk for it with mmap(2),
 and deleting the thread state unmaps the chunk. Under wrk load, `perf stat`
 counted one mmap and one munmap per request on the worker thread, with an empty
-Robyn handler and with ours alike, and each munmap makes the kernel interrupt
-the other CPUs running threads of the process to flush their TLBs.
+Robyn handler and with ours alike. Each munmap makes the kernel interrupt the
+other CPUs that run threads of the process, so that they flush their TLBs.
 
 One more `PyGILState_Ensure` on such a thread, never released, keeps its
 thread state, so later entries reuse it and its frame stack. With it, one
